@@ -1,0 +1,91 @@
+"""Refuse bad template input before anything is written, with one sentence a user understands."""
+import keyword
+import re
+import sys
+
+SLUG = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
+PACKAGE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+# A vhost name becomes a RabbitMQ vhost, part of user names, a compose service and a volume name.
+VHOST = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
+HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$")
+# uid/gid ranges: 0 is root; 65534 is nobody (shared with everything unprivileged); 999 is RabbitMQ's.
+ID_MIN, ID_MAX = 1, 65533
+RESERVED_IDS = {999}
+MAX_VHOSTS = 16
+
+
+def fail(sentence):
+    print(f"ERROR: {sentence}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check_slug(slug):
+    if not SLUG.match(slug):
+        fail(f"project_slug {slug!r} must be 3-40 characters of lowercase letters, digits and hyphens, "
+             "starting with a letter and not ending with a hyphen.")
+
+
+def check_package(package):
+    if not PACKAGE.match(package) or keyword.iskeyword(package):
+        fail(f"package_name {package!r} must be a valid lowercase Python identifier (letters, digits, "
+             "underscores, starting with a letter) and not a keyword.")
+    if package in {"tls", "tools", "tests", "celery", "kombu", "amqp", "pika"}:
+        fail(f"package_name {package!r} would shadow a module the project uses; choose another name.")
+
+
+def check_vhosts(raw):
+    if any(c.isspace() for c in raw):
+        fail(f"vhosts {raw!r} must not contain spaces; write them like 'billing,analytics'.")
+    vhosts = raw.split(",")
+    if any(not v for v in vhosts):
+        fail(f"vhosts {raw!r} must be a comma-separated list of names with no empty entries.")
+    for vhost in vhosts:
+        if not VHOST.match(vhost):
+            fail(f"vhost {vhost!r} must be 2-24 characters of lowercase letters, digits and hyphens, "
+                 "starting with a letter and not ending with a hyphen.")
+    duplicates = sorted({v for v in vhosts if vhosts.count(v) > 1})
+    if duplicates:
+        fail(f"vhosts lists {', '.join(duplicates)} more than once; each vhost must be unique.")
+    if len(vhosts) > MAX_VHOSTS:
+        fail(f"vhosts lists {len(vhosts)} vhosts; at most {MAX_VHOSTS} are supported by one broker here.")
+
+
+def check_id(name, value):
+    value = str(value)
+    if not value.isdigit():
+        fail(f"{name} {value!r} must be a whole number.")
+    number = int(value)
+    if number == 0:
+        fail(f"{name} must not be 0: workers never run as root.")
+    if not ID_MIN <= number <= ID_MAX:
+        fail(f"{name} {number} is out of range; choose between {ID_MIN} and {ID_MAX}.")
+    if number in RESERVED_IDS:
+        fail(f"{name} {number} is the broker's uid/gid; choose another so a worker cannot read broker files.")
+
+
+def check_broker_host(host):
+    labels = host.split(".")
+    if len(host) > 253 or not all(HOSTNAME_LABEL.match(label) for label in labels) or host[0].isdigit():
+        fail(f"broker_host {host!r} must be a lowercase DNS name (letters, digits, hyphens, dots) "
+             "starting with a letter.")
+    if host == "localhost":
+        fail("broker_host must not be 'localhost': it is the compose service name and is already a SAN.")
+
+
+def check_image(name, ref):
+    if not IMAGE_REF.match(ref) or ":" not in ref.rsplit("/", 1)[-1]:
+        fail(f"{name} {ref!r} must be a pinned image reference such as 'repo/name:1.2.3' (a tag is required).")
+    if ref.rsplit(":", 1)[-1] == "latest":
+        fail(f"{name} {ref!r} uses 'latest'; pin an exact version so builds are reproducible.")
+
+
+if __name__ == "__main__":
+    check_slug({{ cookiecutter.project_slug | tojson }})
+    check_package({{ cookiecutter.package_name | tojson }})
+    check_vhosts({{ cookiecutter.vhosts | tojson }})
+    check_id("worker_uid", {{ cookiecutter.worker_uid | tojson }})
+    check_id("worker_gid", {{ cookiecutter.worker_gid | tojson }})
+    check_broker_host({{ cookiecutter.broker_host | tojson }})
+    check_image("python_image", {{ cookiecutter.python_image | tojson }})
+    check_image("rabbitmq_image", {{ cookiecutter.rabbitmq_image | tojson }})

@@ -1,0 +1,56 @@
+"""The Celery settings: secure defaults, each with the attack or failure it prevents."""
+from kombu import Queue
+
+from . import topology
+from .settings import BrokerSettings
+
+JSON_ONLY = ["json"]
+
+
+def task_queues() -> tuple[Queue, ...]:
+    # no_declare: the broker declares queues from its definitions file; clients hold no configure right.
+    return tuple(Queue(name, routing_key=name, no_declare=True) for name in topology.TASK_QUEUES)
+
+
+def build_config(broker: BrokerSettings) -> dict:
+    return {
+        # --- transport: TLS with mutual authentication, credentials from files ---
+        "broker_url": broker.url_with_password(),
+        "broker_use_ssl": broker.ssl_options(),
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": 100,
+        "broker_heartbeat": 30,                               # notice a dead broker within a minute
+        "broker_transport_options": {"confirm_publish": True},  # a publish the broker refused raises
+        # --- serialization: JSON only, everywhere (pickle/yaml run code on decode) ---
+        "accept_content": JSON_ONLY,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "result_accept_content": JSON_ONLY,
+        "event_serializer": "json",
+        # --- results ---
+        "result_backend": "rpc://" if broker.result_backend == "rpc" else None,
+        "task_ignore_result": broker.result_backend == "none",
+        "result_expires": 3600,                               # results are temporary; nothing grows forever
+        # --- delivery: nothing lost, nothing hoarded ---
+        "task_acks_late": True,                               # example tasks are idempotent: redelivery is safe
+        "task_reject_on_worker_lost": True,                   # a killed worker's task goes back to the queue
+        "worker_prefetch_multiplier": 1,                      # one task at a time per process: fair dispatch
+        "task_time_limit": 300,                               # a stuck task is killed...
+        "task_soft_time_limit": 240,                          # ...after being asked to stop
+        "worker_max_tasks_per_child": 1000,                   # recycle processes: bounded leaks
+        "worker_max_memory_per_child": 262_144,               # KiB
+        # --- routing: pre-declared queues, priorities ---
+        "task_queues": task_queues(),
+        "task_default_queue": topology.TASK_QUEUE,
+        "task_create_missing_queues": False,                  # a typo'd queue is an error, not a new queue
+        "task_queue_max_priority": topology.MAX_PRIORITY,
+        "task_default_priority": 0,
+        "task_routes": {"{{ cookiecutter.package_name }}.tasks.payments.*": {"queue": topology.PRIORITY_QUEUE}},
+        # --- attack surface: no remote control, no gossip/mingle chatter (pidbox replies can be pickled) ---
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }

@@ -1,0 +1,33 @@
+"""Worker liveness for the container healthcheck: a file touched while the broker connection is up."""
+import os
+import time
+from pathlib import Path
+
+from celery import bootsteps
+
+LIVENESS_FILE = Path(os.environ.get("LIVENESS_FILE", "/tmp/worker-alive"))
+INTERVAL_SECONDS = 5.0
+STALE_AFTER_SECONDS = 30.0
+
+
+class Liveness(bootsteps.StartStopStep):
+    """Consumer bootstep: remote control is disabled, so `celery inspect ping` cannot serve as a probe."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.timer_ref = None
+
+    def start(self, consumer):
+        self.beat(consumer)
+        self.timer_ref = consumer.timer.call_repeatedly(INTERVAL_SECONDS, self.beat, (consumer,), priority=10)
+
+    def beat(self, consumer):
+        if consumer.connection is not None and consumer.connection.connected:
+            LIVENESS_FILE.write_text(f"{time.time():.0f}\n", encoding="ascii")
+
+    def stop(self, consumer):
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+        LIVENESS_FILE.unlink(missing_ok=True)

@@ -1,0 +1,34 @@
+"""Structured logs: one JSON object per line on stderr, with the task id and name when there is one."""
+import json
+import logging
+import os
+
+from celery import signals
+from celery._state import get_current_task
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        task = get_current_task()
+        if task is not None and task.request.id:
+            entry["task_id"] = task.request.id
+            entry["task_name"] = task.name
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+@signals.setup_logging.connect
+def configure_logging(**_):
+    # Connecting to setup_logging replaces Celery's own logging setup with ours.
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO"))

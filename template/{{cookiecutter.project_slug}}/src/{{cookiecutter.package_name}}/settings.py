@@ -1,0 +1,82 @@
+"""Read the broker connection settings from the environment and refuse anything that is not TLS."""
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from . import errors
+
+DEFAULT_SECRETS_DIR = "/run/secrets"
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise errors.ImproperlyConfigured(errors.MISSING_SETTING.format(name=name))
+    return value
+
+
+def _readable_file(what: str, path: str) -> Path:
+    candidate = Path(path)
+    if not candidate.is_file() or not os.access(candidate, os.R_OK):
+        raise errors.ImproperlyConfigured(errors.MISSING_FILE.format(what=what, path=path))
+    return candidate
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the broker is and which identity (user + client certificate) this process presents."""
+
+    url: str                 # amqps://user@host:port/vhost, without password
+    password_file: Path
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    result_backend: str      # "rpc" or "none"
+    tls_server_name: str     # name the broker certificate must carry (defaults to the URL's host)
+
+    @classmethod
+    def from_env(cls) -> "BrokerSettings":
+        url = _required("BROKER_URL")
+        parts = urlsplit(url)
+        if parts.scheme != "amqps":
+            raise errors.ImproperlyConfigured(errors.PLAINTEXT_BROKER.format(scheme=parts.scheme))
+        if parts.password is not None:
+            raise errors.ImproperlyConfigured(errors.PASSWORD_IN_URL)
+        secrets_dir = os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR)
+        backend = os.environ.get("RESULT_BACKEND", "{{ cookiecutter.result_backend }}")
+        if backend not in ("rpc", "none"):
+            raise errors.ImproperlyConfigured(errors.UNKNOWN_BACKEND.format(value=backend))
+        env = os.environ.get
+        return cls(
+            url=url,
+            password_file=_readable_file("broker password", env("BROKER_PASSWORD_FILE", f"{secrets_dir}/broker_password")),
+            ca_file=_readable_file("CA certificate", env("TLS_CA_FILE", f"{secrets_dir}/ca.crt")),
+            cert_file=_readable_file("client certificate", env("TLS_CERT_FILE", f"{secrets_dir}/client.crt")),
+            key_file=_readable_file("client key", env("TLS_KEY_FILE", f"{secrets_dir}/client.key")),
+            result_backend=backend,
+            tls_server_name=env("TLS_SERVER_NAME") or urlsplit(url).hostname or "",
+        )
+
+    def url_with_password(self) -> str:
+        """The URL Celery connects with; the password comes from its file, never from the environment."""
+        password = self.password_file.read_text(encoding="utf-8").strip()
+        if not password:
+            raise errors.ImproperlyConfigured(errors.EMPTY_PASSWORD.format(path=self.password_file))
+        parts = urlsplit(self.url)
+        netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+    def ssl_options(self) -> dict:
+        """py-amqp TLS options: verify the broker against our CA *and* its host name, present our cert."""
+        return {
+            "ca_certs": str(self.ca_file),
+            "certfile": str(self.cert_file),
+            "keyfile": str(self.key_file),
+            "cert_reqs": ssl.CERT_REQUIRED,          # an unverified broker could be anyone
+            "server_hostname": self.tls_server_name,          # without it py-amqp accepts a cert for any name
+            "tls_minimum_version": ssl.TLSVersion.TLSv1_2,
+        }

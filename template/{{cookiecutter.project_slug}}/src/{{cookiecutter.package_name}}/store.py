@@ -1,0 +1,56 @@
+"""The example tasks' data store: SQLite on the worker's data volume, written idempotently."""
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (account_id INTEGER PRIMARY KEY, active INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS payments (payment_id TEXT PRIMARY KEY, amount_cents INTEGER NOT NULL,
+                                     currency TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (notification_id TEXT PRIMARY KEY, recipient TEXT NOT NULL,
+                                   subject TEXT NOT NULL, body TEXT NOT NULL);
+"""
+
+
+def database_path() -> Path:
+    return Path(os.environ.get("APP_DATA_DIR", "/data")) / "app.sqlite3"
+
+
+def connect() -> sqlite3.Connection:
+    # A short busy timeout: contention surfaces as OperationalError, which the retrying tasks back off on.
+    connection = sqlite3.connect(database_path(), timeout=2.0, isolation_level=None)
+    connection.executescript(SCHEMA)
+    return connection
+
+
+def _changed(sql: str, params: tuple) -> bool:
+    with closing(connect()) as connection:
+        return connection.execute(sql, params).rowcount == 1
+
+
+def activate_account(account_id: int) -> bool:
+    """Mark an account active; True only the first time (running it again changes nothing)."""
+    return _changed(
+        "INSERT INTO accounts (account_id, active) VALUES (?, 1) "
+        "ON CONFLICT(account_id) DO UPDATE SET active = 1 WHERE active = 0",
+        (account_id,),
+    )
+
+
+def record_payment(payment_id: str, amount_cents: int, currency: str) -> bool:
+    """Record a payment once per payment_id; a redelivered message is a no-op."""
+    return _changed(
+        "INSERT INTO payments (payment_id, amount_cents, currency) VALUES (?, ?, ?) "
+        "ON CONFLICT(payment_id) DO NOTHING",
+        (payment_id, amount_cents, currency),
+    )
+
+
+def queue_notification(notification_id: str, recipient: str, subject: str, body: str) -> bool:
+    """Put a notification in the outbox once per notification_id."""
+    return _changed(
+        "INSERT INTO outbox (notification_id, recipient, subject, body) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(notification_id) DO NOTHING",
+        (notification_id, recipient, subject, body),
+    )

@@ -1,0 +1,78 @@
+"""Validate every task's arguments against its schema before the body runs (producer and worker side)."""
+import inspect
+from typing import Any, Mapping, Sequence
+
+from celery import Celery, Task
+from pydantic import BaseModel, ValidationError
+
+from . import errors
+from .serialization import require_json
+
+MAX_ERROR_CHARS = 500
+
+
+def describe_errors(task_name: str, exc: ValidationError) -> str:
+    """One line naming each offending field; never echoes the (possibly huge or hostile) input values."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "(arguments)"
+        problems.append(f"{field}: {error['msg']}")
+    message = f"invalid arguments for task {task_name!r}: " + "; ".join(problems)
+    return message[:MAX_ERROR_CHARS]
+
+
+def validate_arguments(task_name: str, schema: type[BaseModel], args: Sequence[Any],
+                       kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Bind positional and keyword arguments to the schema's fields and validate them."""
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, Mapping):
+        raise errors.InvalidTaskArguments(
+            f"invalid arguments for task {task_name!r}: (arguments): args must be a list and kwargs an object")
+    fields = list(schema.model_fields)
+    if len(args) > len(fields):
+        raise errors.InvalidTaskArguments(
+            f"invalid arguments for task {task_name!r}: (arguments): takes at most {len(fields)} "
+            f"positional arguments, got {len(args)}")
+    values = dict(zip(fields, args))
+    for name in kwargs:
+        if name in values:
+            raise errors.InvalidTaskArguments(
+                f"invalid arguments for task {task_name!r}: {name}: given both by position and by name")
+    values.update(kwargs)
+    try:
+        model = schema.model_validate(values)
+    except ValidationError as exc:
+        raise errors.InvalidTaskArguments(describe_errors(task_name, exc)) from None
+    return {name: getattr(model, name) for name in fields}
+
+
+class ValidatedTask(Task):
+    """Base class of every task in the app: `schema` is mandatory and enforced on both sides of the queue."""
+
+    schema: type[BaseModel] | None = None
+
+    def __call__(self, *args, **kwargs):
+        # Worker side: the control that matters, since anyone with publish rights can craft a message.
+        values = validate_arguments(self.name, self.schema, args, kwargs)
+        # self.run, not super().__call__: the worker already pushed the request context (id, retries).
+        return self.run(**values)
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        require_json(options.get("serializer"))
+        # Producer side: fail fast with the same message instead of queueing a doomed task.
+        if self.schema is not None:
+            validate_arguments(self.name, self.schema, args or (), kwargs or {})
+        return super().apply_async(args, kwargs, **options)
+
+
+def require_schemas(app: Celery) -> None:
+    """Startup check: every task of ours declares a schema whose fields are exactly its parameters."""
+    for name, task in app.tasks.items():
+        if name.startswith("celery."):
+            continue  # Celery's own built-ins (chord_unlock, backend_cleanup, ...)
+        schema = getattr(task, "schema", None)
+        if not isinstance(task, ValidatedTask) or schema is None:
+            raise errors.ImproperlyConfigured(errors.MISSING_SCHEMA.format(name=name))
+        params = [p for p in inspect.signature(task.run).parameters if p not in ("self",)]
+        fields = list(schema.model_fields)
+        if params != fields:
+            raise errors.ImproperlyConfigured(errors.SCHEMA_MISMATCH.format(name=name, fields=fields, params=params))

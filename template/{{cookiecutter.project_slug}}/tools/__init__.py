@@ -1,0 +1,1 @@
+"""Project tooling (image builds, helpers); run as ``python -m tools.<module>``."""

@@ -1,0 +1,80 @@
+"""Host-side AMQP access with pika, as any role of any vhost: used by the demo and the security tests."""
+import ssl
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pika
+
+# A protocol-0 pickle that would run `touch /tmp/pwned` if a worker ever unpickled it. Written out by
+# hand so no code here imports pickle; the canary file proves whether it was deserialized.
+PICKLE_CANARY_PATH = "/tmp/pwned"
+PICKLE_PAYLOAD = b"cposix\nsystem\n(S'touch " + PICKLE_CANARY_PATH.encode() + b"'\ntR."
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the host reaches the broker: loopback plus the name its certificate carries."""
+
+    project_dir: Path
+    port: int = 5671
+    address: str = "127.0.0.1"
+
+    @property
+    def settings(self) -> dict:
+        return tomllib.loads((self.project_dir / "stack.toml").read_text(encoding="utf-8"))
+
+    def tls_context(self, role: str | None) -> ssl.SSLContext:
+        pki = self.project_dir / "pki"
+        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if role is not None:
+            context.load_cert_chain(str(pki / f"{role}.crt"), str(pki / f"{role}.key"))
+        return context
+
+    def password(self, vhost: str, role: str) -> str:
+        return (self.project_dir / "secrets" / f"{vhost}-{role}.password").read_text(encoding="utf-8").strip()
+
+    def parameters(self, vhost: str, role: str, *, user: str | None = None, password: str | None = None,
+                   cert_role: str | None = "same", context: ssl.SSLContext | None = None) -> pika.ConnectionParameters:
+        """Connection parameters for `<vhost>-<role>`; every part can be overridden to stage an attack."""
+        context = context or self.tls_context(role if cert_role == "same" else cert_role)
+        return pika.ConnectionParameters(
+            host=self.address, port=self.port, virtual_host=vhost,
+            credentials=pika.PlainCredentials(user or f"{vhost}-{role}",
+                                              password if password is not None else self.password(vhost, role)),
+            ssl_options=pika.SSLOptions(context, server_hostname=self.settings["broker"]["host"]),
+            connection_attempts=1, socket_timeout=10, blocked_connection_timeout=10,
+        )
+
+    def connect(self, vhost: str, role: str, **overrides) -> pika.BlockingConnection:
+        return pika.BlockingConnection(self.parameters(vhost, role, **overrides))
+
+
+def publish_raw(channel, queue: str, body: bytes, content_type: str, task_name: str,
+                task_id: str = "00000000-0000-0000-0000-000000000000") -> None:
+    """Publish a hand-made Celery protocol-2 message, as an attacker with publish rights could."""
+    channel.confirm_delivery()
+    channel.basic_publish(
+        exchange="", routing_key=queue, body=body, mandatory=True,
+        properties=pika.BasicProperties(
+            content_type=content_type, content_encoding="binary", delivery_mode=2, correlation_id=task_id,
+            headers={"lang": "py", "task": task_name, "id": task_id, "root_id": task_id, "argsrepr": "()",
+                     "kwargsrepr": "{}", "origin": "attacker"},
+        ),
+    )
+
+
+def drain_dead_letters(connection, queue: str = "dead-letters") -> list[tuple[pika.BasicProperties, bytes]]:
+    """Take every message from the dead-letter queue (as the auditor): properties carry x-death reasons."""
+    channel = connection.channel()
+    messages = []
+    while True:
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            return messages
+        messages.append((properties, body))
+
+
+def death_reasons(properties: pika.BasicProperties) -> list[str]:
+    return [str(entry.get("reason")) for entry in (properties.headers or {}).get("x-death", [])]

@@ -1,0 +1,32 @@
+"""Project PKI: a private CA plus broker and client certificates for mutual TLS."""
+
+from .certificates import (
+    create_ca,
+    describe,
+    issue_client_certificate,
+    issue_server_certificate,
+    load_certificate,
+    server_alt_names,
+    verify_chain,
+)
+from .errors import ChownRequired, PKIError
+from .keys import load_private_key
+from .store import add_client, add_server, bootstrap_pki, check_pki, rotate
+
+__all__ = [
+    "ChownRequired",
+    "PKIError",
+    "add_client",
+    "add_server",
+    "bootstrap_pki",
+    "check_pki",
+    "create_ca",
+    "describe",
+    "issue_client_certificate",
+    "issue_server_certificate",
+    "load_certificate",
+    "load_private_key",
+    "rotate",
+    "server_alt_names",
+    "verify_chain",
+]

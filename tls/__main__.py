@@ -1,0 +1,125 @@
+"""Command line: `python -m tls {init,issue-client,issue-server,rotate,inspect}`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import PKIError
+from .store import DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_pki, rotate
+
+EXIT_OK, EXIT_WARN, EXIT_USAGE = 0, 1, 2
+
+
+def parse_owner(text: str) -> tuple[int, int]:
+    uid, sep, gid = text.partition(":")
+    if not (sep and uid.isdigit() and gid.isdigit()):
+        raise PKIError(f"Owner {text!r} is invalid; write it as UID:GID, e.g. 999:999.")
+    return int(uid), int(gid)
+
+
+def parse_named_owner(text: str) -> tuple[str, tuple[int, int]]:
+    name, sep, owner = text.partition("=")
+    if not (sep and name):
+        raise PKIError(f"Owner {text!r} is invalid; write it as NAME=UID:GID, e.g. broker=999:999.")
+    return name, parse_owner(owner)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --dir is accepted before or after the sub-command; SUPPRESS keeps the sub-parser from resetting it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="PKI directory (default: pki)")
+    parser = argparse.ArgumentParser(prog="python -m tls", description="Manage the project's TLS certificates.")
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="PKI directory (default: pki)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", parents=[common], help="create the CA, broker and client certificates")
+    p.add_argument("--broker-host", required=True, metavar="HOST")
+    p.add_argument("--client", action="append", required=True, metavar="ROLE", dest="clients")
+    p.add_argument("--owner", action="append", default=[], metavar="NAME=UID:GID", dest="owners")
+    p.add_argument("--ca-name", default=DEFAULT_CA_NAME, metavar="CN")
+
+    p = sub.add_parser("issue-client", parents=[common], help="issue a certificate for a new client role")
+    p.add_argument("role")
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--owner", metavar="UID:GID")
+
+    p = sub.add_parser("issue-server", parents=[common], help="issue the broker certificate")
+    p.add_argument("--host", required=True)
+    p.add_argument("--days", type=int, default=825)
+    p.add_argument("--owner", metavar="UID:GID")
+
+    p = sub.add_parser("rotate", parents=[common], help="re-issue a certificate with a new key")
+    p.add_argument("name")
+    p.add_argument("--days", type=int)
+    p.add_argument("--owner", metavar="UID:GID")
+
+    p = sub.add_parser("inspect", parents=[common], help="show certificates; exit 1 if any needs attention")
+    p.add_argument("--warn-days", type=int, default=30)
+    return parser
+
+
+def _print_written(paths: list[Path]) -> None:
+    for path in paths:
+        print(f"wrote {path}")
+
+
+def _inspect(pki_dir: Path, warn_days: int) -> int:
+    if warn_days < 0:
+        raise PKIError(f"--warn-days {warn_days} is invalid; it must be zero or more.")
+    rows = check_pki(pki_dir, warn_days)
+    header = ("NAME", "CN", "SANS", "EXPIRES", "DAYS LEFT", "STATUS", "CHAIN")
+    table = [header] + [
+        (
+            r["name"],
+            r.get("subject_cn", "?"),
+            ",".join(r.get("sans", [])) or "-",
+            r["not_after"][:10] if "not_after" in r else "?",
+            str(r.get("days_left", "?")),
+            r["status"],
+            "valid" if r["chain"] == "valid" else "INVALID",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    problems = [r for r in rows if r["status"] != "OK" or r["chain"] != "valid"]
+    for r in problems:
+        if r["chain"] != "valid":
+            print(f"{r['name']}: {r['chain']}")
+    return EXIT_WARN if problems else EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command != "init" and not args.dir.is_dir():
+        raise PKIError(f"PKI directory {args.dir} does not exist; run `python -m tls init` first.")
+    owner = parse_owner(args.owner) if getattr(args, "owner", None) else None
+    if args.command == "init":
+        owners = dict(parse_named_owner(o) for o in args.owners)
+        _print_written(bootstrap_pki(args.dir, args.broker_host, args.clients, owners, ca_common_name=args.ca_name))
+    elif args.command == "issue-client":
+        _print_written(add_client(args.dir, args.role, args.days, owner))
+    elif args.command == "issue-server":
+        _print_written(add_server(args.dir, args.host, args.days, owner))
+    elif args.command == "rotate":
+        result = rotate(args.dir, args.name, {args.name: owner} if owner else None, args.days)
+        print(f"archived old {args.name} pair in {result.archive_dir}")
+        _print_written(result.written)
+    elif args.command == "inspect":
+        return _inspect(args.dir, args.warn_days)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except PKIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

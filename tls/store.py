@@ -1,0 +1,329 @@
+"""On-disk PKI layout: atomic writes, bootstrap, issuing, rotation and health checks."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from .certificates import (
+    alt_names,
+    create_ca,
+    describe_certificate,
+    eku_names,
+    issue_client_certificate,
+    issue_server_certificate,
+    load_certificate,
+    server_alt_names,
+    verify_chain,
+)
+from .errors import ChownRequired, PKIError
+from .keys import load_private_key, private_key_pem
+from .validation import check_ca_name, check_client_role, check_host, check_owner
+
+DEFAULT_DIR = Path("pki")
+DEFAULT_CA_NAME = "Celery PKI CA"
+BROKER = "broker"
+CA = "ca"
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+
+Owner = tuple[int, int]
+
+
+class Rotation(NamedTuple):
+    written: list[Path]
+    archive_dir: Path
+
+
+def cert_path(pki_dir: Path, name: str) -> Path:
+    return Path(pki_dir) / f"{name}.crt"
+
+
+def key_path(pki_dir: Path, name: str) -> Path:
+    return Path(pki_dir) / f"{name}.key"
+
+
+def _chown_command(path: Path, owner: Owner) -> str:
+    return f"sudo chown {owner[0]}:{owner[1]} {path}"
+
+
+def _raise_pending_chowns(pending: list[str]) -> None:
+    if pending:
+        raise ChownRequired(pending)
+
+
+def write_atomic(
+    path: Path,
+    data: bytes,
+    mode: int,
+    *,
+    overwrite: bool = False,
+    owner: Owner | None = None,
+    pending_chowns: list[str] | None = None,
+) -> Path:
+    """Write `data` so `path` is either absent, the old file, or the complete new file — never partial.
+
+    If chown to `owner` is not permitted the file is still written and the needed
+    `sudo chown` command is appended to `pending_chowns` (or raised at once if None).
+    """
+    path = Path(path)
+    owner = check_owner(owner)
+    if path.exists() and not overwrite:
+        raise PKIError(f"{path} already exists; refusing to overwrite it.")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # 0600 from the first byte, so a key is never briefly world-readable; O_EXCL/O_NOFOLLOW defeat symlink tricks.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    chown_denied = False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)  # explicit: the umask may have stripped bits from os.open's mode
+            if owner is not None:
+                try:
+                    os.fchown(f.fileno(), *owner)
+                except PermissionError:
+                    chown_denied = True
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    if chown_denied:
+        command = _chown_command(path, owner)
+        if pending_chowns is None:
+            _raise_pending_chowns([command])
+        pending_chowns.append(command)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable across a crash.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.PEM)
+
+
+def _write_pair(
+    pki_dir: Path,
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    owner: Owner | None,
+    pending_chowns: list[str],
+    created: list[Path],
+) -> None:
+    """Write key then cert, recording each in `created` so the caller can roll back."""
+    created.append(
+        write_atomic(key_path(pki_dir, name), private_key_pem(key), KEY_MODE, owner=owner, pending_chowns=pending_chowns)
+    )
+    created.append(write_atomic(cert_path(pki_dir, name), cert_pem(cert), CERT_MODE))
+
+
+def _rollback(created: list[Path]) -> None:
+    for path in created:
+        path.unlink(missing_ok=True)
+
+
+def _require_dir(pki_dir: Path) -> Path:
+    pki_dir = Path(pki_dir)
+    if not pki_dir.is_dir():
+        raise PKIError(f"PKI directory {pki_dir} does not exist; run `python -m tls init` first.")
+    return pki_dir
+
+
+def load_ca(pki_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    pki_dir = _require_dir(pki_dir)
+    if not cert_path(pki_dir, CA).exists():
+        raise PKIError(f"{pki_dir}/ holds no CA; run `python -m tls init` first.")
+    return load_private_key(key_path(pki_dir, CA)), load_certificate(cert_path(pki_dir, CA))
+
+
+def leaf_names(pki_dir: Path) -> list[str]:
+    """Names of issued leaf certificates, broker first."""
+    names = sorted(p.stem for p in Path(pki_dir).glob("*.crt") if p.stem != CA)
+    return sorted(names, key=lambda n: n != BROKER)
+
+
+def bootstrap_pki(
+    pki_dir: Path,
+    broker_host: str,
+    client_roles: list[str],
+    owners: dict[str, Owner] | None = None,
+    ca_common_name: str = DEFAULT_CA_NAME,
+) -> list[Path]:
+    """Create CA, broker and client pairs in an empty `pki_dir`; all-or-nothing."""
+    pki_dir = Path(pki_dir)
+    owners = dict(owners or {})
+    # Validate everything before the first byte hits the disk.
+    check_ca_name(ca_common_name)
+    broker_host = check_host(broker_host)
+    roles = [check_client_role(r) for r in client_roles]
+    if len({r.lower() for r in roles}) != len(roles):
+        raise PKIError(f"Client roles {roles} contain a duplicate; each role needs its own certificate.")
+    names = [CA, BROKER, *roles]
+    unknown = sorted(set(owners) - set(names))
+    if unknown:
+        raise PKIError(f"Owner given for unknown name(s) {', '.join(unknown)}; known names are: {', '.join(names)}.")
+    for owner in owners.values():
+        check_owner(owner)
+    if cert_path(pki_dir, CA).exists() or key_path(pki_dir, CA).exists():
+        raise PKIError(
+            f"{pki_dir}/ already holds a CA; use `python -m tls rotate NAME` to re-issue a certificate, "
+            "or move the directory aside to start over."
+        )
+    existing = [p for n in names for p in (cert_path(pki_dir, n), key_path(pki_dir, n)) if p.exists()]
+    if existing:
+        raise PKIError(f"{existing[0]} already exists; move it aside before running init.")
+
+    ca_key, ca_cert = create_ca(ca_common_name)
+    pairs = [(CA, ca_key, ca_cert)]
+    pairs.append((BROKER, *issue_server_certificate(ca_key, ca_cert, broker_host, *server_alt_names(broker_host))))
+    pairs += [(role, *issue_client_certificate(ca_key, ca_cert, role)) for role in roles]
+
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
+    pending: list[str] = []
+    try:
+        for name, key, cert in pairs:
+            _write_pair(pki_dir, name, key, cert, owners.get(name), pending, created)
+    except BaseException:
+        _rollback(created)
+        raise
+    _raise_pending_chowns(pending)
+    return created
+
+
+def add_client(pki_dir: Path, role: str, valid_days: int = 365, owner: Owner | None = None) -> list[Path]:
+    """Issue a certificate for a new client role with the existing CA."""
+    role = check_client_role(role)
+    owner = check_owner(owner)
+    ca_key, ca_cert = load_ca(pki_dir)
+    if cert_path(pki_dir, role).exists():
+        raise PKIError(f"Role {role!r} already has a certificate; use `python -m tls rotate {role}` to re-issue it.")
+    key, cert = issue_client_certificate(ca_key, ca_cert, role, valid_days)
+    return _write_new_pair(Path(pki_dir), role, key, cert, owner)
+
+
+def add_server(pki_dir: Path, host: str, valid_days: int = 825, owner: Owner | None = None) -> list[Path]:
+    """Issue the broker certificate (host, localhost, 127.0.0.1) with the existing CA."""
+    host = check_host(host)
+    owner = check_owner(owner)
+    ca_key, ca_cert = load_ca(pki_dir)
+    if cert_path(pki_dir, BROKER).exists():
+        raise PKIError(f"{cert_path(pki_dir, BROKER)} already exists; use `python -m tls rotate broker` to re-issue it.")
+    key, cert = issue_server_certificate(ca_key, ca_cert, host, *server_alt_names(host), valid_days=valid_days)
+    return _write_new_pair(Path(pki_dir), BROKER, key, cert, owner)
+
+
+def _write_new_pair(pki_dir: Path, name: str, key, cert, owner: Owner | None) -> list[Path]:
+    created: list[Path] = []
+    pending: list[str] = []
+    try:
+        _write_pair(pki_dir, name, key, cert, owner, pending, created)
+    except BaseException:
+        _rollback(created)
+        raise
+    _raise_pending_chowns(pending)
+    return created
+
+
+def rotate(
+    pki_dir: Path, name: str, owners: dict[str, Owner] | None = None, valid_days: int | None = None
+) -> Rotation:
+    """Re-issue leaf `name` with a new key and the same subject/SANs/EKU; the old pair goes to archive/."""
+    pki_dir = _require_dir(pki_dir)
+    if name == CA:
+        raise PKIError(
+            "Rotating the CA invalidates every certificate it signed; move the PKI directory aside, "
+            "run `python -m tls init` again and redeploy all certificates."
+        )
+    known = leaf_names(pki_dir)
+    if name not in known:
+        raise PKIError(f"Unknown certificate {name!r}; known names are: {', '.join(known) or 'none'}.")
+    ca_key, ca_cert = load_ca(pki_dir)
+    old_cert_path, old_key_path = cert_path(pki_dir, name), key_path(pki_dir, name)
+    old = load_certificate(old_cert_path)
+    cn = describe_certificate(old)["subject_cn"]
+    eku = eku_names(old)
+    if "serverAuth" in eku:
+        key, cert = issue_server_certificate(ca_key, ca_cert, cn, *alt_names(old), valid_days=825 if valid_days is None else valid_days)
+    elif "clientAuth" in eku:
+        key, cert = issue_client_certificate(ca_key, ca_cert, cn, valid_days=365 if valid_days is None else valid_days)
+    else:
+        raise PKIError(f"{old_cert_path} is neither a server nor a client certificate; re-issue it by hand.")
+
+    owner = check_owner((owners or {}).get(name))
+    if owner is None and old_key_path.exists():
+        # Keep the key readable by whoever could read the old one (e.g. a container user).
+        st = old_key_path.stat()
+        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+            owner = (st.st_uid, st.st_gid)
+
+    archive_dir = _archive(pki_dir, [old_cert_path, old_key_path])
+    try:
+        written = _write_new_pair(pki_dir, name, key, cert, owner)
+    except ChownRequired:
+        raise  # the new pair is in place; only its ownership is left to the user
+    except BaseException:
+        _restore(archive_dir, pki_dir)
+        raise
+    return Rotation(written, archive_dir)
+
+
+def _archive(pki_dir: Path, paths: list[Path]) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    archive_dir = pki_dir / "archive" / stamp
+    archive_dir.mkdir(parents=True, mode=0o700)  # fails rather than mixing into an existing archive
+    for path in paths:
+        if path.exists():
+            os.replace(path, archive_dir / path.name)
+    return archive_dir
+
+
+def _restore(archive_dir: Path, pki_dir: Path) -> None:
+    for path in archive_dir.iterdir():
+        os.replace(path, pki_dir / path.name)
+    archive_dir.rmdir()
+
+
+def check_pki(pki_dir: Path, warn_days: int = 30) -> list[dict]:
+    """describe() of every certificate plus `status` (OK/EXPIRING/EXPIRED/UNREADABLE) and `chain`."""
+    pki_dir = _require_dir(pki_dir)
+    ca_cert = load_certificate(cert_path(pki_dir, CA))
+    rows = []
+    for name in [CA, *leaf_names(pki_dir)]:
+        path = cert_path(pki_dir, name)
+        try:
+            cert = load_certificate(path)
+        except PKIError as exc:
+            rows.append({"name": name, "path": str(path), "status": "UNREADABLE", "chain": str(exc)})
+            continue
+        row = {"name": name, "path": str(path), **describe_certificate(cert)}
+        try:
+            verify_chain(ca_cert, cert)  # for the CA itself this checks its self-signature
+            row["chain"] = "valid"
+        except PKIError as exc:
+            row["chain"] = str(exc)
+        if row["expired"]:
+            row["status"] = "EXPIRED"
+        elif row["days_left"] < warn_days:
+            row["status"] = "EXPIRING"
+        else:
+            row["status"] = "OK"
+        rows.append(row)
+    return rows
