@@ -45,7 +45,8 @@ def build_config(broker: BrokerSettings) -> dict:
         "task_create_missing_queues": False,                  # a typo'd queue is an error, not a new queue
         "task_queue_max_priority": topology.MAX_PRIORITY,
         "task_default_priority": 0,
-        "task_routes": {"{{ cookiecutter.package_name }}.tasks.payments.*": {"queue": topology.PRIORITY_QUEUE}},
+        "task_routes": {"{{ cookiecutter.package_name }}.tasks.payments.*": {"queue": topology.PRIORITY_QUEUE,
+                                                                  "priority": topology.MAX_PRIORITY - 1}},
         # --- attack surface: no remote control, no gossip/mingle chatter (pidbox replies can be pickled) ---
         "worker_enable_remote_control": False,
         "worker_send_task_events": False,

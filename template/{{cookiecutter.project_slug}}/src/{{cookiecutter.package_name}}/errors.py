@@ -1,10 +1,10 @@
 """Exceptions and their messages, kept as named constants so tests and docs can quote them."""
 
 PLAINTEXT_BROKER = "refusing to start: broker URL scheme is {scheme!r}; only 'amqps://' (TLS) is allowed"
-PASSWORD_IN_URL = "refusing to start: the broker URL carries a password; put it in the password file instead"
+CREDENTIAL_IN_URL = "refusing to start: the broker URL carries a password; put it in the password file instead"
 MISSING_SETTING = "refusing to start: environment variable {name} is not set"
 MISSING_FILE = "refusing to start: {what} file {path} does not exist or is not readable"
-EMPTY_PASSWORD = "refusing to start: the broker password file {path} is empty"
+EMPTY_CREDENTIAL_FILE = "refusing to start: the broker password file {path} is empty"
 UNSAFE_SERIALIZER = "refusing to use serializer {name!r}: only JSON is accepted"
 MISSING_SCHEMA = "task {name!r} declares no input schema; every task must validate its arguments"
 SCHEMA_MISMATCH = "task {name!r}: schema fields {fields} do not match the task parameters {params}"

@@ -43,7 +43,7 @@ class BrokerSettings:
         if parts.scheme != "amqps":
             raise errors.ImproperlyConfigured(errors.PLAINTEXT_BROKER.format(scheme=parts.scheme))
         if parts.password is not None:
-            raise errors.ImproperlyConfigured(errors.PASSWORD_IN_URL)
+            raise errors.ImproperlyConfigured(errors.CREDENTIAL_IN_URL)
         secrets_dir = os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR)
         backend = os.environ.get("RESULT_BACKEND", "{{ cookiecutter.result_backend }}")
         if backend not in ("rpc", "none"):
@@ -63,7 +63,7 @@ class BrokerSettings:
         """The URL Celery connects with; the password comes from its file, never from the environment."""
         password = self.password_file.read_text(encoding="utf-8").strip()
         if not password:
-            raise errors.ImproperlyConfigured(errors.EMPTY_PASSWORD.format(path=self.password_file))
+            raise errors.ImproperlyConfigured(errors.EMPTY_CREDENTIAL_FILE.format(path=self.password_file))
         parts = urlsplit(self.url)
         netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{parts.hostname}"
         if parts.port:

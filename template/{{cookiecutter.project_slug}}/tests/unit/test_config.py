@@ -1,0 +1,43 @@
+"""Celery settings: JSON only everywhere (SER-01, SER-03) and the production practices."""
+import pytest
+from kombu.exceptions import ContentDisallowed
+from kombu.serialization import loads
+
+from {{ cookiecutter.package_name }} import errors
+from {{ cookiecutter.package_name }}.celery_app import app
+from {{ cookiecutter.package_name }}.tasks.arithmetic import add
+
+
+def test_json_only_for_tasks_results_and_events():
+    conf = app.conf
+    assert list(conf.accept_content) == ["json"]
+    assert list(conf.result_accept_content) == ["json"]
+    assert (conf.task_serializer, conf.result_serializer, conf.event_serializer) == ("json", "json", "json")
+
+
+def test_pickle_is_refused_before_decoding():
+    with pytest.raises(ContentDisallowed):
+        loads(b"cposix\nsystem\n(S'true'\ntR.", "application/x-python-serialize", "binary",
+              accept=app.conf.accept_content)
+
+
+@pytest.mark.parametrize("serializer", ["pickle", "yaml", "msgpack"])
+def test_producer_refuses_non_json_serializer(serializer):
+    with pytest.raises(errors.ImproperlyConfigured, match=f"refusing to use serializer '{serializer}'"):
+        add.apply_async((1, 2), serializer=serializer)
+
+
+def test_production_practices():
+    conf = app.conf
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.result_expires == 3600
+    assert conf.task_time_limit > conf.task_soft_time_limit > 0
+    assert conf.worker_enable_remote_control is False
+    assert conf.broker_transport_options["confirm_publish"] is True
+    assert all(queue.no_declare for queue in conf.task_queues)
+
+
+def test_payments_are_routed_to_the_priority_queue():
+    route = app.amqp.router.route({}, "{{ cookiecutter.package_name }}.tasks.payments.record_payment")
+    assert route["queue"].name == "priority"

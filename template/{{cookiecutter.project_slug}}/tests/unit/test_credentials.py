@@ -1,0 +1,55 @@
+"""Per-vhost credentials and definitions (CRED-01, CRED-02, CRED-03, CRED-04)."""
+import base64
+import hashlib
+import json
+import re
+import stat
+from pathlib import Path
+
+from tools import credentials
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def test_password_hash_matches_rabbitmq_format():
+    encoded = credentials.rabbitmq_password_hash("s3cret", salt=b"\x01\x02\x03\x04")
+    raw = base64.b64decode(encoded)
+    assert raw[:4] == b"\x01\x02\x03\x04"
+    assert raw[4:] == hashlib.sha256(b"\x01\x02\x03\x04" + b"s3cret").digest()
+
+
+def test_baked_definitions_have_no_guest_and_one_user_per_vhost_and_role():
+    definitions = json.loads((PROJECT / "secrets" / "definitions.json").read_text())
+    names = {user["name"] for user in definitions["users"]}
+    assert "guest" not in names
+    vhosts = [vhost["name"] for vhost in definitions["vhosts"]]
+    assert "/" not in vhosts
+    assert names == {f"{v}-{r}" for v in vhosts for r in ("worker", "producer", "auditor")}
+    for permission in definitions["permissions"]:
+        assert permission["user"].startswith(permission["vhost"] + "-")
+
+
+def test_baked_passwords_are_long_random_and_private():
+    files = sorted((PROJECT / "secrets").glob("*.password"))
+    assert files
+    passwords = [path.read_text().strip() for path in files]
+    assert len(set(passwords)) == len(passwords)
+    assert all(len(password) >= 32 for password in passwords)
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files)
+
+
+def test_least_privilege_permissions():
+    topology = credentials.load_topology(PROJECT, "{{ cookiecutter.package_name }}")
+    producer, worker, auditor = (topology.permissions(r) for r in ("producer", "worker", "auditor"))
+    assert not re.match(producer["read"], "tasks") and not re.match(producer["configure"], "tasks")
+    assert re.match(worker["read"], "tasks") and not re.match(worker["configure"], "tasks")
+    assert worker["configure"] == "^$" and auditor["write"] == "^$"
+    assert re.match(auditor["read"], "dead-letters") and not re.match(auditor["read"], "tasks")
+
+
+def test_secrets_are_git_and_docker_ignored():
+    gitignore = (PROJECT / ".gitignore").read_text()
+    assert "/pki/" in gitignore and "/secrets/" in gitignore
+    dockerignore = (PROJECT / ".dockerignore").read_text().splitlines()
+    assert dockerignore[0 if dockerignore[0] == "*" else 2] == "*"
+    assert not any(line.startswith("!") and ("pki" in line or "secrets" in line) for line in dockerignore)

@@ -1,0 +1,55 @@
+"""The app refuses to start with any setting that would weaken transport security (TLS-03, TLS-04)."""
+import ssl
+
+import pytest
+
+from {{ cookiecutter.package_name }} import errors
+from {{ cookiecutter.package_name }}.settings import BrokerSettings
+
+
+def test_tls_url_is_accepted_and_verifies_host_name():
+    settings = BrokerSettings.from_env()
+    options = settings.ssl_options()
+    assert options["cert_reqs"] == ssl.CERT_REQUIRED
+    assert options["server_hostname"] == "{{ cookiecutter.broker_host }}"
+    assert options["tls_minimum_version"] == ssl.TLSVersion.TLSv1_2
+    assert settings.url_with_password() == "amqps://unit-producer:unit-test-password@{{ cookiecutter.broker_host }}:5671/unit"
+
+
+@pytest.mark.parametrize("url", ["amqp://u@broker:5672/v", "pyamqp://u@broker/v", "memory://"])
+def test_plaintext_broker_url_is_refused(monkeypatch, url):
+    monkeypatch.setenv("BROKER_URL", url)
+    with pytest.raises(errors.ImproperlyConfigured, match="only 'amqps://'"):
+        BrokerSettings.from_env()
+
+
+def test_password_in_url_is_refused(monkeypatch):
+    monkeypatch.setenv("BROKER_URL", "amqps://u:secret@broker:5671/v")
+    with pytest.raises(errors.ImproperlyConfigured, match="carries a password"):
+        BrokerSettings.from_env()
+
+
+def test_missing_client_key_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("TLS_KEY_FILE", str(tmp_path / "absent.key"))
+    with pytest.raises(errors.ImproperlyConfigured, match="client key file .* does not exist"):
+        BrokerSettings.from_env()
+
+
+def test_missing_broker_url_is_refused(monkeypatch):
+    monkeypatch.delenv("BROKER_URL")
+    with pytest.raises(errors.ImproperlyConfigured, match="BROKER_URL is not set"):
+        BrokerSettings.from_env()
+
+
+def test_empty_password_file_is_refused(monkeypatch, tmp_path):
+    empty = tmp_path / "password"
+    empty.write_text("\n")
+    monkeypatch.setenv("BROKER_PASSWORD_FILE", str(empty))
+    with pytest.raises(errors.ImproperlyConfigured, match="is empty"):
+        BrokerSettings.from_env().url_with_password()
+
+
+def test_server_name_override_for_loopback_access(monkeypatch):
+    monkeypatch.setenv("BROKER_URL", "amqps://u@127.0.0.1:5671/v")
+    monkeypatch.setenv("TLS_SERVER_NAME", "{{ cookiecutter.broker_host }}")
+    assert BrokerSettings.from_env().ssl_options()["server_hostname"] == "{{ cookiecutter.broker_host }}"
