@@ -8,7 +8,8 @@ import pika
 
 # A protocol-0 pickle that would run `touch /tmp/pwned` if a worker ever unpickled it. Written out by
 # hand so no code here imports pickle; the canary file proves whether it was deserialized.
-PICKLE_CANARY_PATH = "/tmp/pwned"  # nosec B108 - a path inside the worker container, checked, never written here
+# The canary path is inside the worker container: checked there, never written by this code.
+PICKLE_CANARY_PATH = "/tmp/pwned"  # nosec B108
 PICKLE_PAYLOAD = b"cposix\nsystem\n(S'touch " + PICKLE_CANARY_PATH.encode() + b"'\ntR."
 
 

@@ -28,7 +28,8 @@ import os
 import platform
 import re
 import shutil
-import subprocess
+# debootstrap and pip have no Python API; both run with fixed argument lists, never through a shell.
+import subprocess  # nosec B404
 import sys
 import tarfile
 import tempfile
@@ -226,7 +227,7 @@ def ensure_debian_rootfs(client: docker.DockerClient, settings: dict[str, Any]) 
             log = Path(tmp) / "debootstrap.log"
             with step(f"debootstrap --variant=minbase {DEBIAN_SUITE} ({DEBIAN_MIRROR})"):
                 with log.open("wb") as out:
-                    proc = subprocess.run(
+                    proc = subprocess.run(  # nosec B603
                         [debootstrap, "--variant=minbase", DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
                         stdout=out, stderr=subprocess.STDOUT, check=False,
                     )
@@ -290,7 +291,7 @@ def _pip_ca_bundle() -> str | None:
     if cert and os.path.isfile(cert):
         return cert
     try:
-        out = subprocess.run(
+        out = subprocess.run(  # nosec B603
             [sys.executable, "-m", "pip", "config", "list"],
             capture_output=True, text=True, timeout=60, check=False,
         ).stdout
@@ -386,7 +387,7 @@ def prepare_wheelhouse(project_dir: str | os.PathLike[str]) -> Path:
             clean_lock = Path(tmp) / "worker.lock"
             clean_lock.write_text(_strip_index_options(lock_text))
             cmd[cmd.index(str(lock))] = str(clean_lock)
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # nosec B603
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
             raise StepError("prepare wheelhouse", "pip download failed:\n" + "\n".join(tail))

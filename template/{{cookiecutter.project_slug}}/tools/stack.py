@@ -1,7 +1,8 @@
 """Run the compose stack: build, up (waiting for health), demo (a task, a refusal, an attack), down."""
 import argparse
 import shutil
-import subprocess  # nosec B404 - compose has no Python API; arguments below are fixed lists, never a shell
+# Compose has no Python API; it is run with fixed argument lists, never through a shell.
+import subprocess  # nosec B404
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ def compose_command() -> list[str]:
 
 def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     command = [*compose_command(), "--project-directory", str(PROJECT_DIR), *args]
-    return subprocess.run(command, check=check, cwd=PROJECT_DIR)  # nosec B603 - fixed argument list
+    return subprocess.run(command, check=check, cwd=PROJECT_DIR)  # nosec B603
 
 
 def step(title: str):

@@ -1,0 +1,61 @@
+"""Low-level probes the security tests use: raw TLS handshakes, listener tables, in-container checks."""
+import socket
+import ssl
+from pathlib import Path
+
+AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+LISTEN = "0A"
+
+
+def amqp_over_tls(port: int, context: ssl.SSLContext, server_name: str) -> tuple[bool, str]:
+    """Handshake, send the AMQP header, read the reply: (True, tls version) if the broker starts talking AMQP,
+    (False, the error) if it refuses at any point (TLS 1.3 refuses client certs after the handshake)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname=server_name) as tls:
+                tls.sendall(AMQP_HEADER)
+                reply = tls.recv(7)
+                if reply[:1] == b"\x01":       # a method frame: connection.start
+                    return True, tls.version() or ""
+                return False, f"connection closed without AMQP reply ({reply!r})"
+    except (ssl.SSLError, OSError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def client_context(project_dir: Path, role: str | None = "producer", ca: Path | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca or project_dir / "pki" / "ca.crt"))
+    if role is not None:
+        context.load_cert_chain(str(project_dir / "pki" / f"{role}.crt"), str(project_dir / "pki" / f"{role}.key"))
+    return context
+
+
+def listeners(container) -> list[tuple[str, int]]:
+    """(address, port) of every listening TCP socket inside a container, read from /proc/net/tcp{,6}."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        result = container.exec(["cat", table])
+        for line in result.output.decode().splitlines()[1:]:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state != LISTEN:
+                continue
+            address_hex, port_hex = local.split(":")
+            found.append((_address(address_hex), int(port_hex, 16)))
+    return sorted(set(found))
+
+
+def _address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def is_loopback(address: str) -> bool:
+    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1")
+
+
+def proc_status(container, pid: int = 1) -> dict[str, str]:
+    text = container.exec(["cat", f"/proc/{pid}/status"]).output.decode()
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)

@@ -1,0 +1,117 @@
+"""The stack under test as testcontainers: the broker and one worker per vhost, hardened as in compose.yaml."""
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image may be unreachable; we clean up
+
+from testcontainers.core.container import DockerContainer  # noqa: E402
+from testcontainers.core.network import Network  # noqa: E402
+
+from tools import images  # noqa: E402
+from tools.broker_client import Endpoint  # noqa: E402
+
+BROKER_READY = "Server startup complete"
+WORKER_READY = " ready."
+HARDENING = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
+
+
+class StartupFailed(RuntimeError):
+    """A container exited or never logged its readiness line; the message carries its log tail."""
+
+
+def wait_for_log(container: DockerContainer, needle: str, timeout: float) -> float:
+    """Readiness is proven by a log line; a container that exits first fails at once (boots can exit 0)."""
+    started = time.monotonic()
+    wrapped = container.get_wrapped_container()
+    while True:
+        logs = wrapped.logs().decode(errors="replace")
+        if needle in logs:
+            return time.monotonic() - started
+        wrapped.reload()
+        if wrapped.status in ("exited", "dead") or time.monotonic() - started > timeout:
+            raise StartupFailed(f"{container.image} did not log {needle!r} (status {wrapped.status}):\n{logs[-3000:]}")
+        time.sleep(0.2)
+
+
+def tmpfs(size: str, uid: int, gid: int) -> str:
+    return f"size={size},uid={uid},gid={gid},mode=0700"
+
+
+@dataclass
+class Stack:
+    project_dir: Path
+    settings: dict
+    network: Network
+    broker: DockerContainer | None = None
+    workers: dict[str, DockerContainer] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.project_dir, port=int(self.broker.get_exposed_port(5671)))
+
+    def broker_container(self, **overrides) -> DockerContainer:
+        broker = self.settings["broker"]
+        pki, secrets = self.project_dir / "pki", self.project_dir / "secrets"
+        container = DockerContainer(self.settings["images"]["broker"])
+        container.ports["5671/tcp"] = ("127.0.0.1", None)          # published on loopback only
+        if broker["management"] == "https":
+            container.ports["15671/tcp"] = ("127.0.0.1", None)
+        for source, target in ((pki / "ca.crt", "ca.crt"), (pki / "broker.crt", "broker.crt"),
+                               (pki / "broker.key", "broker.key"), (secrets / "definitions.json", "definitions.json")):
+            container.with_volume_mapping(str(source), f"/run/secrets/{target}", "ro")
+        for path, size in (("/var/lib/rabbitmq", "256m"), ("/var/log/rabbitmq", "16m"), ("/tmp", "16m")):
+            container.tmpfs[path] = tmpfs(size, broker["uid"], broker["gid"])
+        container.with_network(self.network).with_network_aliases(broker["host"])
+        container.with_kwargs(**{**HARDENING, "user": f"{broker['uid']}:{broker['gid']}", "mem_limit": "1g",
+                                 "pids_limit": 1024, **overrides})
+        return container
+
+    def worker_container(self, vhost: str, role: str = "worker", **overrides) -> DockerContainer:
+        workers, broker = self.settings["workers"], self.settings["broker"]
+        pki, secrets = self.project_dir / "pki", self.project_dir / "secrets"
+        container = DockerContainer(self.settings["images"]["worker"])
+        container.with_env("BROKER_URL", f"amqps://{vhost}-{role}@{broker['host']}:{broker['tls_port']}/{vhost}")
+        for source, target in ((pki / "ca.crt", "ca.crt"), (pki / f"{role}.crt", "client.crt"),
+                               (pki / f"{role}.key", "client.key"),
+                               (secrets / f"{vhost}-{role}.password", "broker_password")):
+            container.with_volume_mapping(str(source), f"/run/secrets/{target}", "ro")
+        container.tmpfs["/tmp"] = tmpfs("64m", workers["uid"], workers["gid"])
+        container.tmpfs["/data"] = tmpfs("64m", workers["uid"], workers["gid"])
+        container.with_network(self.network)
+        container.with_kwargs(**{**HARDENING, "user": f"{workers['uid']}:{workers['gid']}", "mem_limit": "512m",
+                                 "pids_limit": 256, **overrides})
+        return container
+
+    def start(self) -> "Stack":
+        self.broker = self.broker_container().start()
+        wait_for_log(self.broker, BROKER_READY, timeout=90)
+        vhosts = self.settings["workers"]["vhosts"]
+        with ThreadPoolExecutor(max_workers=len(vhosts)) as pool:   # workers are independent: start together
+            started = list(pool.map(self.start_worker, vhosts))
+        self.workers = dict(zip(vhosts, started))
+        return self
+
+    def start_worker(self, vhost: str) -> DockerContainer:
+        worker = self.worker_container(vhost).start()
+        wait_for_log(worker, WORKER_READY, timeout=60)
+        return worker
+
+    def stop(self) -> None:
+        for container in [*self.workers.values(), self.broker]:
+            if container is not None and container._container is not None:
+                container.stop()
+        self.network.remove()
+
+
+def start_stack(project_dir: Path) -> Stack:
+    """Build images if needed (cached after the first run) and start broker + workers; always cleaned up."""
+    images.build_images(project_dir)
+    stack = Stack(project_dir, images.load_settings(project_dir), Network().create())
+    try:
+        return stack.start()
+    except BaseException:
+        stack.stop()
+        raise

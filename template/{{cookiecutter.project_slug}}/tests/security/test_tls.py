@@ -1,0 +1,163 @@
+"""TLS only, strong TLS, mutual authentication, host-name checks, nothing else reachable (TLS-01..05)."""
+import datetime as dt
+import ssl
+
+import pytest
+from kombu import Connection
+
+from tests.security.probes import amqp_over_tls, client_context, is_loopback, listeners
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tls import bootstrap_pki, issue_client_certificate, load_certificate, load_private_key
+from tls.keys import private_key_pem
+
+controls = pytest.mark.controls
+
+
+@pytest.fixture(scope="module")
+def tls_port(stack):
+    return stack.endpoint.port
+
+
+@pytest.fixture(scope="module")
+def server_name(stack):
+    return stack.settings["broker"]["host"]
+
+
+@controls("TLS-01")
+def test_no_plaintext_listener_inside_the_broker(stack, record_property):
+    sockets = listeners(stack.broker)
+    record_property("evidence", f"listening sockets: {sockets}")
+    exposed = {port for address, port in sockets if not is_loopback(address)}
+    allowed = {5671} | ({15671} if stack.settings["broker"]["management"] == "https" else set())
+    assert exposed == allowed
+    assert 5672 not in {port for _, port in sockets}
+
+
+@controls("TLS-01")
+def test_only_the_tls_port_is_published(stack, record_property):
+    ports = stack.broker.get_wrapped_container().attrs["NetworkSettings"]["Ports"]
+    published = {port: bindings for port, bindings in ports.items() if bindings}
+    record_property("evidence", f"published: {published}")
+    expected = {"5671/tcp"} | ({"15671/tcp"} if stack.settings["broker"]["management"] == "https" else set())
+    assert set(published) == expected
+    assert all(binding["HostIp"] == "127.0.0.1" for bindings in published.values() for binding in bindings)
+
+
+@controls("TLS-01")
+def test_plaintext_amqp_to_the_tls_port_gets_no_amqp(stack, tls_port):
+    import socket
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw:
+        raw.sendall(b"AMQP\x00\x00\x09\x01")
+        reply = raw.recv(64)
+    assert not reply.startswith(b"\x01") and b"AMQP" not in reply
+
+
+@controls("TLS-02", "TLS-03")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_legitimate_client_speaks_amqp_over_tls_1_2_and_1_3(stack, tls_port, server_name, version, record_property):
+    context = client_context(stack.project_dir)
+    context.minimum_version = context.maximum_version = version
+    accepted, detail = amqp_over_tls(tls_port, context, server_name)
+    record_property("evidence", detail)
+    assert accepted, detail
+    assert detail == {"TLSv1_2": "TLSv1.2", "TLSv1_3": "TLSv1.3"}[version.name]
+
+
+@controls("TLS-02")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_old_tls_versions_are_refused_by_the_server(stack, tls_port, server_name, version, record_property):
+    context = client_context(stack.project_dir)
+    context.set_ciphers("ALL:@SECLEVEL=0")        # lower the client's own floor, or this proves nothing
+    context.minimum_version = context.maximum_version = version
+    accepted, detail = amqp_over_tls(tls_port, context, server_name)
+    record_property("evidence", detail)
+    assert not accepted
+    assert "PROTOCOL_VERSION" in detail.upper() or "UNSUPPORTED_PROTOCOL" in detail.upper(), detail
+
+
+@controls("TLS-02")
+@pytest.mark.parametrize("cipher", ["ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "AES128-GCM-SHA256"])
+def test_weak_cipher_suites_are_refused(stack, tls_port, server_name, cipher, record_property):
+    context = client_context(stack.project_dir)
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(f"{cipher}:@SECLEVEL=0")
+    accepted, detail = amqp_over_tls(tls_port, context, server_name)
+    record_property("evidence", detail)
+    assert not accepted
+    assert "HANDSHAKE_FAILURE" in detail.upper() or "NO_SHARED_CIPHER" in detail.upper(), detail
+
+
+@controls("TLS-03")
+def test_client_without_certificate_is_refused(stack, tls_port, server_name, record_property):
+    accepted, detail = amqp_over_tls(tls_port, client_context(stack.project_dir, role=None), server_name)
+    record_property("evidence", detail)
+    assert not accepted
+    assert "CERTIFICATE_REQUIRED" in detail.upper() or "HANDSHAKE_FAILURE" in detail.upper(), detail
+
+
+@controls("TLS-03")
+def test_client_certificate_from_a_foreign_ca_is_refused(stack, tls_port, server_name, tmp_path, record_property):
+    bootstrap_pki(tmp_path / "foreign", broker_host="impostor", client_roles=["producer"], ca_common_name="Foreign CA")
+    context = ssl.create_default_context(cafile=str(stack.project_dir / "pki" / "ca.crt"))
+    context.load_cert_chain(str(tmp_path / "foreign" / "producer.crt"), str(tmp_path / "foreign" / "producer.key"))
+    accepted, detail = amqp_over_tls(tls_port, context, server_name)
+    record_property("evidence", detail)
+    assert not accepted
+    assert "UNKNOWN_CA" in detail.upper(), detail
+
+
+@controls("TLS-03")
+def test_expired_client_certificate_is_refused(stack, tls_port, server_name, tmp_path, record_property):
+    pki = stack.project_dir / "pki"
+    key, cert = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"),
+                                         "producer", valid_days=1,
+                                         not_valid_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10))
+    (tmp_path / "expired.key").write_bytes(private_key_pem(key))
+    (tmp_path / "expired.crt").write_bytes(cert.public_bytes(Encoding.PEM))
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(tmp_path / "expired.crt"), str(tmp_path / "expired.key"))
+    accepted, detail = amqp_over_tls(tls_port, context, server_name)
+    record_property("evidence", detail)
+    assert not accepted
+    assert "CERTIFICATE_EXPIRED" in detail.upper(), detail
+
+
+@controls("TLS-04")
+def test_project_client_refuses_a_broker_with_the_wrong_name(stack, celery_client, monkeypatch, record_property):
+    options = dict(celery_client.conf.broker_use_ssl, server_hostname="not-the-broker.example")
+    with Connection(celery_client.conf.broker_url, ssl=options, connect_timeout=10) as connection:
+        with pytest.raises(ssl.SSLCertVerificationError) as caught:
+            connection.ensure_connection(max_retries=1)
+    record_property("evidence", str(caught.value))
+    assert "Hostname mismatch" in str(caught.value) or "doesn't match" in str(caught.value)
+
+
+@controls("TLS-04")
+def test_project_client_connects_to_the_right_name(celery_client):
+    with Connection(celery_client.conf.broker_url, ssl=celery_client.conf.broker_use_ssl,
+                    connect_timeout=10) as connection:
+        connection.ensure_connection(max_retries=1)
+        assert connection.connected
+
+
+@controls("TLS-05")
+def test_erlang_distribution_and_plaintext_http_unreachable_from_the_network(stack, record_property):
+    host = stack.settings["broker"]["host"]
+    probe_ports = [4369, 25672, 5672, 15672, 15692, 5671]
+    script = ("import socket,sys\n"
+              f"for port in {probe_ports}:\n"
+              "    s=socket.socket(); s.settimeout(3)\n"
+              f"    print(port, s.connect_ex(({host!r}, port)) == 0)\n")
+    probe = stack.worker_container(stack.settings["workers"]["vhosts"][0])
+    probe.with_command(["python3", "-c", script])
+    probe.start()
+    try:
+        wrapped = probe.get_wrapped_container()
+        wrapped.wait(timeout=60)
+        output = wrapped.logs().decode()
+    finally:
+        probe.stop()
+    record_property("evidence", output.strip().replace("\n", "; "))
+    reachable = {int(line.split()[0]) for line in output.splitlines() if line.endswith("True")}
+    assert reachable == {5671}        # the TLS port (legitimate path) and nothing else
