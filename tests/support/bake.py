@@ -32,8 +32,9 @@ def bake_cli(output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
                            *extra], capture_output=True, text=True, env=env, check=False)  # nosec B603
 
 
-def run_in(project: Path, *command: str, timeout: float = 900, **env) -> subprocess.CompletedProcess:
+def run_in(project: Path, *command: str, timeout: float = 900, capture: bool = True,
+           **env) -> subprocess.CompletedProcess:
     """Run a command in a baked project with this interpreter's venv on PATH."""
     full_env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **env}
-    return subprocess.run(list(command), cwd=project, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(list(command), cwd=project, capture_output=capture, text=True, timeout=timeout,
                           env=full_env, check=False)  # nosec B603

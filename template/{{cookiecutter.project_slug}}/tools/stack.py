@@ -73,8 +73,10 @@ def pickle_attack(vhost: str) -> None:
     endpoint = broker_client.Endpoint(PROJECT_DIR)
     worker = worker_container(vhost)
     with endpoint.connect(vhost, "producer") as connection:
+        # A real task name: the worker gets as far as decoding the body, where JSON-only stops it.
+        task_name = f"{images.load_settings(PROJECT_DIR)['package']}.tasks.arithmetic.add"
         broker_client.publish_raw(connection.channel(), "tasks", broker_client.PICKLE_PAYLOAD,
-                                  "application/x-python-serialize", "celery.demo.attack")
+                                  "application/x-python-serialize", task_name)
     deadline = time.monotonic() + 30
     while REFUSAL_LOG_LINE not in worker.logs(since=int(time.time()) - 60).decode(errors="replace"):
         if time.monotonic() > deadline:

@@ -8,7 +8,9 @@ EMPTY_CREDENTIAL_FILE = "refusing to start: the broker password file {path} is e
 UNSAFE_SERIALIZER = "refusing to use serializer {name!r}: only JSON is accepted"
 MISSING_SCHEMA = "task {name!r} declares no input schema; every task must validate its arguments"
 SCHEMA_MISMATCH = "task {name!r}: schema fields {fields} do not match the task parameters {params}"
-UNKNOWN_BACKEND = "refusing to start: RESULT_BACKEND {value!r} is not one of 'rpc', 'none'"
+OVERRIDE_VARIABLE = ("refusing to start: {name} is set; Celery would use it instead of the checked TLS settings "
+                     "(use TASKS_BROKER_URL)")
+UNKNOWN_BACKEND = "refusing to start: TASKS_RESULT_BACKEND {value!r} is not one of 'rpc', 'none'"
 
 
 class ImproperlyConfigured(RuntimeError):

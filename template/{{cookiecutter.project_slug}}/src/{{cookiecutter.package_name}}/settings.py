@@ -8,6 +8,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from . import errors
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
+# Celery itself reads these (the CLI maps BROKER_URL to --broker): any of them would silently replace the
+# broker URL and TLS options checked here, so their presence is a configuration error.
+CELERY_OVERRIDES = ("BROKER_URL", "RESULT_BACKEND", "CELERY_BROKER_URL", "CELERY_BROKER_READ_URL",
+                    "CELERY_BROKER_WRITE_URL", "CELERY_RESULT_BACKEND", "CELERY_CONFIG_MODULE")
 
 
 def _required(name: str) -> str:
@@ -38,20 +42,23 @@ class BrokerSettings:
 
     @classmethod
     def from_env(cls) -> "BrokerSettings":
-        url = _required("BROKER_URL")
+        for name in CELERY_OVERRIDES:
+            if os.environ.get(name):
+                raise errors.ImproperlyConfigured(errors.OVERRIDE_VARIABLE.format(name=name))
+        url = _required("TASKS_BROKER_URL")
         parts = urlsplit(url)
         if parts.scheme != "amqps":
             raise errors.ImproperlyConfigured(errors.PLAINTEXT_BROKER.format(scheme=parts.scheme))
         if parts.password is not None:
             raise errors.ImproperlyConfigured(errors.CREDENTIAL_IN_URL)
         secrets_dir = os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR)
-        backend = os.environ.get("RESULT_BACKEND", "{{ cookiecutter.result_backend }}")
+        backend = os.environ.get("TASKS_RESULT_BACKEND", "{{ cookiecutter.result_backend }}")
         if backend not in ("rpc", "none"):
             raise errors.ImproperlyConfigured(errors.UNKNOWN_BACKEND.format(value=backend))
         env = os.environ.get
         return cls(
             url=url,
-            password_file=_readable_file("broker password", env("BROKER_PASSWORD_FILE", f"{secrets_dir}/broker_password")),
+            password_file=_readable_file("broker password", env("TASKS_BROKER_PASSWORD_FILE", f"{secrets_dir}/broker_password")),
             ca_file=_readable_file("CA certificate", env("TLS_CA_FILE", f"{secrets_dir}/ca.crt")),
             cert_file=_readable_file("client certificate", env("TLS_CERT_FILE", f"{secrets_dir}/client.crt")),
             key_file=_readable_file("client key", env("TLS_KEY_FILE", f"{secrets_dir}/client.key")),

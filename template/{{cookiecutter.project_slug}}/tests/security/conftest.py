@@ -29,9 +29,9 @@ def celery_client(stack, vhosts):
     endpoint = stack.endpoint
     vhost = vhosts[0]
     os.environ.update({
-        "BROKER_URL": f"amqps://{vhost}-producer@127.0.0.1:{endpoint.port}/{vhost}",
+        "TASKS_BROKER_URL": f"amqps://{vhost}-producer@127.0.0.1:{endpoint.port}/{vhost}",
         "TLS_SERVER_NAME": stack.settings["broker"]["host"],
-        "BROKER_PASSWORD_FILE": str(PROJECT_DIR / "secrets" / f"{vhost}-producer.password"),
+        "TASKS_BROKER_PASSWORD_FILE": str(PROJECT_DIR / "secrets" / f"{vhost}-producer.password"),
         "TLS_CA_FILE": str(PROJECT_DIR / "pki" / "ca.crt"),
         "TLS_CERT_FILE": str(PROJECT_DIR / "pki" / "producer.crt"),
         "TLS_KEY_FILE": str(PROJECT_DIR / "pki" / "producer.key"),

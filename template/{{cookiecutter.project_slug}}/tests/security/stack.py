@@ -47,6 +47,7 @@ class Stack:
     network: Network
     broker: DockerContainer | None = None
     workers: dict[str, DockerContainer] = field(default_factory=dict)
+    started: list[DockerContainer] = field(default_factory=list)   # everything to remove, even mid-start
 
     @property
     def endpoint(self) -> Endpoint:
@@ -73,7 +74,7 @@ class Stack:
         workers, broker = self.settings["workers"], self.settings["broker"]
         pki, secrets = self.project_dir / "pki", self.project_dir / "secrets"
         container = DockerContainer(self.settings["images"]["worker"])
-        container.with_env("BROKER_URL", f"amqps://{vhost}-{role}@{broker['host']}:{broker['tls_port']}/{vhost}")
+        container.with_env("TASKS_BROKER_URL", f"amqps://{vhost}-{role}@{broker['host']}:{broker['tls_port']}/{vhost}")
         for source, target in ((pki / "ca.crt", "ca.crt"), (pki / f"{role}.crt", "client.crt"),
                                (pki / f"{role}.key", "client.key"),
                                (secrets / f"{vhost}-{role}.password", "broker_password")):
@@ -85,8 +86,13 @@ class Stack:
                                  "pids_limit": 256, **overrides})
         return container
 
+    def run(self, container: DockerContainer) -> DockerContainer:
+        """Start a container and remember it for stop(), before anything can fail."""
+        self.started.append(container)
+        return container.start()
+
     def start(self) -> "Stack":
-        self.broker = self.broker_container().start()
+        self.broker = self.run(self.broker_container())
         wait_for_log(self.broker, BROKER_READY, timeout=90)
         vhosts = self.settings["workers"]["vhosts"]
         with ThreadPoolExecutor(max_workers=len(vhosts)) as pool:   # workers are independent: start together
@@ -95,14 +101,15 @@ class Stack:
         return self
 
     def start_worker(self, vhost: str) -> DockerContainer:
-        worker = self.worker_container(vhost).start()
+        worker = self.run(self.worker_container(vhost))
         wait_for_log(worker, WORKER_READY, timeout=60)
         return worker
 
     def stop(self) -> None:
-        for container in [*self.workers.values(), self.broker]:
-            if container is not None and container._container is not None:
+        for container in reversed(self.started):
+            if container.get_wrapped_container() is not None:
                 container.stop()
+        self.started.clear()
         self.network.remove()
 
 

@@ -18,13 +18,13 @@ def test_tls_url_is_accepted_and_verifies_host_name():
 
 @pytest.mark.parametrize("url", ["amqp://u@broker:5672/v", "pyamqp://u@broker/v", "memory://"])
 def test_plaintext_broker_url_is_refused(monkeypatch, url):
-    monkeypatch.setenv("BROKER_URL", url)
+    monkeypatch.setenv("TASKS_BROKER_URL", url)
     with pytest.raises(errors.ImproperlyConfigured, match="only 'amqps://'"):
         BrokerSettings.from_env()
 
 
 def test_password_in_url_is_refused(monkeypatch):
-    monkeypatch.setenv("BROKER_URL", "amqps://u:secret@broker:5671/v")
+    monkeypatch.setenv("TASKS_BROKER_URL", "amqps://u:secret@broker:5671/v")
     with pytest.raises(errors.ImproperlyConfigured, match="carries a password"):
         BrokerSettings.from_env()
 
@@ -36,20 +36,28 @@ def test_missing_client_key_is_refused(monkeypatch, tmp_path):
 
 
 def test_missing_broker_url_is_refused(monkeypatch):
-    monkeypatch.delenv("BROKER_URL")
-    with pytest.raises(errors.ImproperlyConfigured, match="BROKER_URL is not set"):
+    monkeypatch.delenv("TASKS_BROKER_URL")
+    with pytest.raises(errors.ImproperlyConfigured, match="TASKS_BROKER_URL is not set"):
         BrokerSettings.from_env()
 
 
 def test_empty_password_file_is_refused(monkeypatch, tmp_path):
     empty = tmp_path / "password"
     empty.write_text("\n")
-    monkeypatch.setenv("BROKER_PASSWORD_FILE", str(empty))
+    monkeypatch.setenv("TASKS_BROKER_PASSWORD_FILE", str(empty))
     with pytest.raises(errors.ImproperlyConfigured, match="is empty"):
         BrokerSettings.from_env().url_with_password()
 
 
 def test_server_name_override_for_loopback_access(monkeypatch):
-    monkeypatch.setenv("BROKER_URL", "amqps://u@127.0.0.1:5671/v")
+    monkeypatch.setenv("TASKS_BROKER_URL", "amqps://u@127.0.0.1:5671/v")
     monkeypatch.setenv("TLS_SERVER_NAME", "{{ cookiecutter.broker_host }}")
     assert BrokerSettings.from_env().ssl_options()["server_hostname"] == "{{ cookiecutter.broker_host }}"
+
+
+@pytest.mark.parametrize("name", ["BROKER_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"])
+def test_celery_override_variables_are_refused(monkeypatch, name):
+    # Celery's CLI turns BROKER_URL into --broker, which would bypass every check above.
+    monkeypatch.setenv(name, "amqp://guest:guest@evil:5672//")
+    with pytest.raises(errors.ImproperlyConfigured, match=f"{name} is set"):
+        BrokerSettings.from_env()
