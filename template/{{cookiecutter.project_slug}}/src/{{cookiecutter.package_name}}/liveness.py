@@ -6,7 +6,7 @@ from pathlib import Path
 from celery import bootsteps
 
 # /tmp is the container's private tmpfs (mode 0700, owned by the worker uid), not a shared temp dir.
-LIVENESS_FILE = Path(os.environ.get("LIVENESS_FILE", "/tmp/worker-alive"))
+LIVENESS_FILE = Path(os.environ.get("LIVENESS_FILE", "/tmp/worker-alive"))  # nosec B108
 INTERVAL_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 

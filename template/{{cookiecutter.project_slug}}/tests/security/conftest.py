@@ -4,9 +4,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.security.compliance import ComplianceReport
 from tests.security.stack import start_stack
+from tests.security.weakenings import selected
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(ComplianceReport(selected()), "compliance-report")
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +34,7 @@ def celery_client(stack, vhosts):
     """The project's own Celery app, as the first vhost's producer, over TLS to the published port."""
     endpoint = stack.endpoint
     vhost = vhosts[0]
+    saved = dict(os.environ)
     os.environ.update({
         "TASKS_BROKER_URL": f"amqps://{vhost}-producer@127.0.0.1:{endpoint.port}/{vhost}",
         "TLS_SERVER_NAME": stack.settings["broker"]["host"],
@@ -40,4 +47,6 @@ def celery_client(stack, vhosts):
     from {{ cookiecutter.package_name }}.config import build_config
     from {{ cookiecutter.package_name }}.settings import BrokerSettings
     app.conf.update(build_config(BrokerSettings.from_env()))  # in case unit tests imported it first
-    return app
+    yield app
+    os.environ.clear()
+    os.environ.update(saved)   # later tests (unit) see the environment they expect

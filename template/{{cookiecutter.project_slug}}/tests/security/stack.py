@@ -10,6 +10,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image ma
 from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 
+from tests.security.weakenings import Weakening, selected  # noqa: E402
 from tools import images  # noqa: E402
 from tools.broker_client import Endpoint  # noqa: E402
 
@@ -48,6 +49,7 @@ class Stack:
     broker: DockerContainer | None = None
     workers: dict[str, DockerContainer] = field(default_factory=dict)
     started: list[DockerContainer] = field(default_factory=list)   # everything to remove, even mid-start
+    weakening: Weakening | None = None                              # only for the suite's self-test
 
     @property
     def endpoint(self) -> Endpoint:
@@ -68,6 +70,8 @@ class Stack:
         container.with_network(self.network).with_network_aliases(broker["host"])
         container.with_kwargs(**{**HARDENING, "user": f"{broker['uid']}:{broker['gid']}", "mem_limit": "1g",
                                  "pids_limit": 1024, **overrides})
+        if self.weakening:
+            self.weakening.broker(container)
         return container
 
     def worker_container(self, vhost: str, role: str = "worker", **overrides) -> DockerContainer:
@@ -82,8 +86,11 @@ class Stack:
         container.tmpfs["/tmp"] = tmpfs("64m", workers["uid"], workers["gid"])
         container.tmpfs["/data"] = tmpfs("64m", workers["uid"], workers["gid"])
         container.with_network(self.network)
-        container.with_kwargs(**{**HARDENING, "user": f"{workers['uid']}:{workers['gid']}", "mem_limit": "512m",
-                                 "pids_limit": 256, **overrides})
+        kwargs = {**HARDENING, "user": f"{workers['uid']}:{workers['gid']}", "mem_limit": "512m", "pids_limit": 256,
+                  **overrides}
+        if self.weakening:
+            kwargs = self.weakening.worker(container, kwargs)
+        container.with_kwargs(**kwargs)
         return container
 
     def run(self, container: DockerContainer) -> DockerContainer:
@@ -111,12 +118,16 @@ class Stack:
                 container.stop()
         self.started.clear()
         self.network.remove()
+        if self.weakening:
+            self.weakening.cleanup()
 
 
 def start_stack(project_dir: Path) -> Stack:
     """Build images if needed (cached after the first run) and start broker + workers; always cleaned up."""
     images.build_images(project_dir)
-    stack = Stack(project_dir, images.load_settings(project_dir), Network().create())
+    settings = images.load_settings(project_dir)
+    weakening = Weakening(selected(), project_dir, settings) if selected() else None
+    stack = Stack(project_dir, settings, Network().create(), weakening=weakening)
     try:
         return stack.start()
     except BaseException:

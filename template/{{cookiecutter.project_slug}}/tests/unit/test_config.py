@@ -7,6 +7,8 @@ from {{ cookiecutter.package_name }} import errors
 from {{ cookiecutter.package_name }}.celery_app import app
 from {{ cookiecutter.package_name }}.tasks.arithmetic import add
 
+pytestmark = pytest.mark.controls("SER-01", "SER-03")
+
 
 def test_json_only_for_tasks_results_and_events():
     conf = app.conf

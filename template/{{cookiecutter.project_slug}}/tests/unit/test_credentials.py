@@ -6,7 +6,11 @@ import re
 import stat
 from pathlib import Path
 
+import pytest
+
 from tools import credentials
+
+pytestmark = pytest.mark.controls("CRED-01", "CRED-02", "CRED-03", "CRED-04")
 
 PROJECT = Path(__file__).resolve().parents[2]
 

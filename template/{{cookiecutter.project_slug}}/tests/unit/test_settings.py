@@ -6,6 +6,8 @@ import pytest
 from {{ cookiecutter.package_name }} import errors
 from {{ cookiecutter.package_name }}.settings import BrokerSettings
 
+pytestmark = pytest.mark.controls("TLS-03", "TLS-04")
+
 
 def test_tls_url_is_accepted_and_verifies_host_name():
     settings = BrokerSettings.from_env()

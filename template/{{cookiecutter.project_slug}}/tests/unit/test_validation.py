@@ -8,6 +8,8 @@ from {{ cookiecutter.package_name }}.tasks.arithmetic import add
 from {{ cookiecutter.package_name }}.tasks.reports import sum_chunk
 from {{ cookiecutter.package_name }}.validation import ValidatedTask, require_schemas, validate_arguments
 
+pytestmark = pytest.mark.controls("VAL-01", "VAL-02")
+
 
 def test_valid_call_runs_the_body():
     assert add(2, 3) == 5
