@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pika
 
-# A protocol-0 pickle that would run `touch /tmp/pwned` if a worker ever unpickled it. Written out by
-# hand so no code here imports pickle; the canary file proves whether it was deserialized.
 # The canary path is inside the worker container: checked there, never written by this code.
 PICKLE_CANARY_PATH = "/tmp/pwned"  # nosec B108
-PICKLE_PAYLOAD = b"cposix\nsystem\n(S'touch " + PICKLE_CANARY_PATH.encode() + b"'\ntR."
+# A protocol-0 pickle, written out by hand so no code here imports pickle. Unpickled, it runs
+# `touch /tmp/pwned` and yields a well-formed Celery body ([0, 0], {}, {}), so a worker that accepts
+# pickle executes the command *and* carries on as if nothing happened: the canary file is the evidence.
+PICKLE_PAYLOAD = (b"((cposix\nsystem\n(S'touch " + PICKLE_CANARY_PATH.encode()
+                  + b"'\ntRI0\nl(d(dt.")
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,9 @@ class Endpoint:
 
 def publish_raw(channel, queue: str, body: bytes, content_type: str, task_name: str,
                 task_id: str = "00000000-0000-0000-0000-000000000000") -> None:
-    """Publish a hand-made Celery protocol-2 message, as an attacker with publish rights could."""
-    channel.confirm_delivery()
+    """Publish a hand-made Celery protocol-2 message, as an attacker with publish rights could.
+
+    Call channel.confirm_delivery() once beforehand to have a refused publish raise here."""
     channel.basic_publish(
         exchange="", routing_key=queue, body=body, mandatory=True,
         properties=pika.BasicProperties(

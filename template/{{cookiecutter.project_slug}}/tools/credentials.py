@@ -64,15 +64,22 @@ def ensure_passwords(secrets_dir: Path, vhosts: list[str], roles, owners: dict) 
     return passwords
 
 
-def build_definitions(vhosts: list[str], passwords: dict[str, str], topology) -> dict:
-    """Vhosts, users, least-privilege permissions, limits and the queue topology of every vhost."""
+def build_definitions(vhosts: list[str], passwords: dict[str, str], topology,
+                      overrides: dict[str, dict] | None = None) -> dict:
+    """Vhosts, users, least-privilege permissions, limits and the queue topology of every vhost.
+
+    `overrides` is for test stacks only ({vhost: {"queue_max_length": n, "max_connections": n}}): it lets a
+    dedicated test vhost have small limits so floods are cheap to stage; `generate` never passes it.
+    """
     definitions = {"users": [], "vhosts": [], "permissions": [], "parameters": [], "policies": [],
                    "queues": [], "exchanges": [], "bindings": []}
     for vhost in vhosts:
+        limits = (overrides or {}).get(vhost, {})
         definitions["vhosts"].append({"name": vhost})
         definitions["parameters"].append({
             "vhost": vhost, "component": "vhost-limits", "name": "limits",
-            "value": {"max-connections": topology.VHOST_MAX_CONNECTIONS, "max-queues": topology.VHOST_MAX_QUEUES},
+            "value": {"max-connections": limits.get("max_connections", topology.VHOST_MAX_CONNECTIONS),
+                      "max-queues": topology.VHOST_MAX_QUEUES},
         })
         for role in topology.ROLES:
             name = user_name(vhost, role)
@@ -82,8 +89,11 @@ def build_definitions(vhosts: list[str], passwords: dict[str, str], topology) ->
             })
             definitions["permissions"].append({"user": name, "vhost": vhost, **topology.permissions(role)})
         for queue in topology.TASK_QUEUES:
+            arguments = topology.queue_arguments(queue)
+            if "queue_max_length" in limits:
+                arguments["x-max-length"] = limits["queue_max_length"]
             definitions["queues"].append({"name": queue, "vhost": vhost, "durable": True, "auto_delete": False,
-                                          "arguments": topology.queue_arguments(queue)})
+                                          "arguments": arguments})
         definitions["exchanges"].append({"name": topology.DEAD_LETTER_EXCHANGE, "vhost": vhost, "type": "fanout",
                                          "durable": True, "auto_delete": False, "internal": False,
                                          "arguments": {}})

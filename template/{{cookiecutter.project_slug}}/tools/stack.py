@@ -75,7 +75,9 @@ def pickle_attack(vhost: str) -> None:
     with endpoint.connect(vhost, "producer") as connection:
         # A real task name: the worker gets as far as decoding the body, where JSON-only stops it.
         task_name = f"{images.load_settings(PROJECT_DIR)['package']}.tasks.arithmetic.add"
-        broker_client.publish_raw(connection.channel(), "tasks", broker_client.PICKLE_PAYLOAD,
+        channel = connection.channel()
+        channel.confirm_delivery()
+        broker_client.publish_raw(channel, "tasks", broker_client.PICKLE_PAYLOAD,
                                   "application/x-python-serialize", task_name)
     deadline = time.monotonic() + 30
     while REFUSAL_LOG_LINE not in worker.logs(since=int(time.time()) - 60).decode(errors="replace"):

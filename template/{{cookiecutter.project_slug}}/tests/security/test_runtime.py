@@ -31,10 +31,13 @@ def test_no_capabilities_and_no_new_privileges(stack, record_property):
     evidence = {}
     for name, container in containers(stack).items():
         status = proc_status(container)
-        evidence[name] = (status["CapEff"], status["CapPrm"], status["NoNewPrivs"])
+        evidence[name] = (status["CapEff"], status["CapPrm"], status["CapBnd"], status["NoNewPrivs"])
         assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, name
+        # A non-root process has no effective capabilities anyway; the bounding set is what cap_drop
+        # empties, and it caps what any setuid or file-capability binary could ever regain.
+        assert int(status["CapBnd"], 16) == 0, name
         assert status["NoNewPrivs"].strip() == "1", name
-    record_property("evidence", f"(CapEff, CapPrm, NoNewPrivs): {evidence}")
+    record_property("evidence", f"(CapEff, CapPrm, CapBnd, NoNewPrivs): {evidence}")
 
 
 @controls("RUN-03")

@@ -31,6 +31,7 @@ def test_non_json_messages_are_refused_dead_lettered_and_never_run(stack, vhosts
     for vhost in vhosts:
         with endpoint.connect(vhost, "producer") as connection:
             channel = connection.channel()
+            channel.confirm_delivery()
             for queue in ("tasks", "priority"):
                 for content_type, body in HOSTILE.items():
                     publish_raw(channel, queue, body, content_type, "{{ cookiecutter.package_name }}.tasks.arithmetic.add")

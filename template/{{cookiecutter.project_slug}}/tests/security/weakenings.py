@@ -51,9 +51,11 @@ class Weakening:
 
     def broker(self, container) -> None:
         if self.name == "plaintext":
-            extra = self.write("99-plaintext.conf", "listeners.tcp.default = 5672\n", owner=(999, 999))
-            container.with_volume_mapping(str(extra), "/etc/rabbitmq/conf.d/99-plaintext.conf", "ro")
+            # A conf.d file cannot undo `listeners.tcp = none`, so the whole rabbitmq.conf is replaced.
+            self.replace_config(container, "listeners.tcp = none", "listeners.tcp.default = 5672")
         elif self.name == "guest":
+            # Defence in depth would still keep guest on loopback; the weakened stack lifts that too.
+            self.replace_config(container, "loopback_users.guest = true", "loopback_users = none")
             definitions = json.loads((self.project_dir / "secrets" / "definitions.json").read_text())
             definitions["users"].append({"name": "guest", "password_hash": rabbitmq_password_hash("guest"),
                                          "hashing_algorithm": "rabbit_password_hashing_sha256",
@@ -76,6 +78,8 @@ class Weakening:
             container.with_env("PYTHONPATH", "/opt/weakened:/app")
         elif self.name == "root":
             kwargs["user"] = "0:0"
+            for path in ("/tmp", "/data"):
+                container.tmpfs[path] = "size=64m,uid=0,gid=0,mode=0700"
             # root without capabilities cannot read files owned by the worker uid: hand it root-owned copies.
             remapped = {}
             for host, mount in container.volumes.items():
@@ -85,6 +89,12 @@ class Weakening:
         elif self.name == "caps":
             kwargs.pop("cap_drop", None)
         return kwargs
+
+    def replace_config(self, container, line: str, replacement: str) -> None:
+        config = (self.project_dir / "broker" / "rabbitmq.conf").read_text()
+        assert line in config, f"broker/rabbitmq.conf no longer contains {line!r}"
+        weak = self.write("rabbitmq.conf", config.replace(line, replacement), owner=(999, 999), mode=0o644)
+        container.with_volume_mapping(str(weak), "/etc/rabbitmq/rabbitmq.conf", "ro")
 
     def write(self, name: str, text: str, owner: tuple[int, int], mode: int = 0o600) -> Path:
         path = self.scratch / name

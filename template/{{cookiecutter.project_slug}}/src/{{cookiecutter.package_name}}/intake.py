@@ -1,0 +1,117 @@
+"""Worker-side message intake: a message the worker cannot run is dead-lettered and logged, never lost.
+
+Celery's own consumer has three gaps with hostile input (all reproduced by tests/resilience):
+
+* a body of an accepted content type that does not decode (invalid JSON, non-UTF-8, a bad `compression`
+  header) is *acked* after logging, so it is gone with no copy for forensics;
+* a message whose protocol headers or body have the wrong shape (no `id` header, a body that is not
+  `[args, kwargs, embed]`, raw `application/data`, which kombu trusts without `accept_content`) raises out of
+  the message handler, which stops the worker: the message goes back to the queue and kills the next worker;
+* the `compression` header makes kombu inflate the body before anything else looks at it: 1 MiB of zlib
+  inflates to ~1 GiB and the worker is OOM-killed (again and again, on every redelivery).
+
+The consumer below rejects every such message without requeue, so the queue's dead-letter exchange keeps it,
+and writes one log line per message naming its message id, task id and the reason. Decompression is
+disabled: this app never compresses, so any compressed message is hostile.
+"""
+import logging
+
+from celery.utils.saferepr import saferepr
+from celery.worker.consumer import Consumer
+from kombu import compression
+from kombu.exceptions import ContentDisallowed
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTERED = ("dead-lettered message_id=%s task_id=%s task=%s content_type=%s body_bytes=%d "
+                 "reason=%s: %s")
+
+
+def disable_decompression() -> None:
+    """Forget kombu's decompressors: a compressed message then fails to decode and is dead-lettered."""
+    for registry in (compression._decoders, compression._aliases):  # kombu has no public unregister
+        registry.clear()
+
+
+def envelope_problem(message) -> str | None:
+    """Why a protocol-2 task message has the wrong shape, or None. Checked before Celery builds a request:
+    Celery assumes the shape and fails later, sometimes after the point where it could still report the task."""
+    headers = message.headers
+    if not isinstance(headers.get("id"), str):
+        return "the id header is missing or not a string"
+    timelimit = headers.get("timelimit")
+    if timelimit is not None and not (isinstance(timelimit, (list, tuple)) and len(timelimit) == 2 and all(
+            limit is None or (isinstance(limit, (int, float)) and not isinstance(limit, bool)) for limit in timelimit)):
+        return "the timelimit header is not [soft, hard]"
+    for name in ("eta", "expires"):
+        if headers.get(name) is not None and not isinstance(headers[name], str):
+            return f"the {name} header is not an ISO 8601 string"
+    body = message.decode()                  # decoded once; Celery reuses the cached result
+    if not (isinstance(body, (list, tuple)) and len(body) == 3 and isinstance(body[0], (list, tuple))
+            and isinstance(body[1], dict) and (body[2] is None or isinstance(body[2], dict))):
+        return "the body is not [args, kwargs, embed]"
+    return None
+
+
+def _header(message, name: str) -> str:
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    return saferepr(headers.get(name), maxlen=80)
+
+
+class DeadLetteringConsumer(Consumer):
+    """Celery's consumer, except that nothing it cannot run is acked away or allowed to stop it."""
+
+    def __init__(self, *args, **kwargs):
+        disable_decompression()
+        super().__init__(*args, **kwargs)
+
+    def dead_letter(self, message, reason: str, exc: BaseException | None) -> None:
+        properties = getattr(message, "properties", None) or {}
+        logger.error(DEAD_LETTERED, saferepr(properties.get("message_id"), maxlen=80), _header(message, "id"),
+                     _header(message, "task"), saferepr(message.content_type, maxlen=80),
+                     len(message.body or b""), reason, saferepr(exc, maxlen=300))
+        if not message.acknowledged:
+            message.reject_log_error(logger, self.connection_errors, requeue=False)
+
+    def on_decode_error(self, message, exc):
+        # Celery acks here ("Can't decode message body"): the message would be lost.
+        self.dead_letter(message, "undecodable", exc)
+
+    def on_unknown_message(self, body, message):
+        self.dead_letter(message, "not-a-task-message", None)
+
+    def on_invalid_task(self, body, message, exc):
+        self.dead_letter(message, "invalid-task-message", exc)
+
+    def on_unknown_task(self, body, message, exc):
+        # Celery's handler also reports NotRegistered to the sender's result backend: keep that.
+        logger.error(DEAD_LETTERED, saferepr((message.properties or {}).get("message_id"), maxlen=80),
+                     _header(message, "id"), _header(message, "task"), saferepr(message.content_type, maxlen=80),
+                     len(message.body or b""), "unknown-task", saferepr(exc, maxlen=300))
+        try:
+            super().on_unknown_task(body, message, exc)
+        except Exception:  # noqa: BLE001 - forged headers (no id) must not stop the consumer
+            if not message.acknowledged:
+                message.reject_log_error(logger, self.connection_errors, requeue=False)
+
+    def create_task_handler(self, *args, **kwargs):
+        handle = super().create_task_handler(*args, **kwargs)
+        recoverable = tuple(self.connection_errors) + tuple(self.channel_errors)
+
+        def on_task_received(message):
+            try:
+                if isinstance(message.headers, dict) and "task" in message.headers:   # protocol 2
+                    try:
+                        problem = envelope_problem(message)
+                    except ContentDisallowed as exc:
+                        return self.on_invalid_task(None, message, exc)
+                    except Exception as exc:  # noqa: BLE001 - whatever the decoder raised
+                        return self.on_decode_error(message, exc)
+                    if problem is not None:
+                        return self.dead_letter(message, "malformed-envelope", ValueError(problem))
+                return handle(message)
+            except recoverable:
+                raise                         # the connection is gone: let the consumer reconnect
+            except Exception as exc:          # noqa: BLE001 - a malformed message, not a broken worker
+                self.dead_letter(message, "malformed-task-message", exc)
+        return on_task_received

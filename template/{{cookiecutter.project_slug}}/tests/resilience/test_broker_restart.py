@@ -1,0 +1,88 @@
+"""A broker crash loses nothing that was accepted: durable queues, persistent messages, publisher confirms.
+
+The broker is killed with SIGKILL (no clean shutdown) and started again. Its /var/lib/rabbitmq is a docker
+volume: with the tmpfs the hardened stack used before, a restart empties the message store (tmpfs content
+does not survive a container stop) and every queued task would be lost.
+Side effects are read from the workers' SQLite store (a host directory), not from results: the rpc
+result backend's reply queues are transient and do not survive a broker restart by design.
+"""
+import pytest
+
+from tests.resilience.harness import (ACTIVATE_ACCOUNT, RECORD_PAYMENT, celery_client, logs, queue_depth, rows,
+                                      shared_data_dir, wait_until)
+
+VHOST = "restart"
+CONNECTED = f"Connected to amqps://{VHOST}-worker"
+
+
+def publish_tasks(rig, first_id: int, count: int) -> int:
+    """Half account activations (queue `tasks`), half payments (queue `priority`); returns how many were confirmed."""
+    client = celery_client(rig, VHOST)
+    try:
+        for number in range(first_id, first_id + count, 2):
+            client.send_task(ACTIVATE_ACCOUNT, (number,), ignore_result=True)     # raises unless confirmed
+            client.send_task(RECORD_PAYMENT, (f"pay-{number}", 100, "EUR"), ignore_result=True)
+        return count
+    finally:
+        client.close()
+
+
+def side_effects(data_dir) -> int:
+    return (rows(data_dir, "SELECT count(*) FROM accounts")[0][0] if (data_dir / "app.sqlite3").exists() else 0) + \
+           (rows(data_dir, "SELECT count(*) FROM payments")[0][0] if (data_dir / "app.sqlite3").exists() else 0)
+
+
+def persistent_flags(rig) -> set[int]:
+    """delivery_mode of the head message of each task queue, peeked as the worker and put back (no ack)."""
+    modes = set()
+    with rig.endpoint.connect(VHOST, "worker") as connection:
+        channel = connection.channel()
+        for queue in ("tasks", "priority"):
+            method, properties, _ = channel.basic_get(queue, auto_ack=False)
+            assert method is not None, f"{queue} is empty"
+            modes.add(properties.delivery_mode)
+            channel.basic_nack(method.delivery_tag, requeue=True)
+    return modes
+
+
+@pytest.mark.live
+def test_confirmed_tasks_survive_a_broker_crash_and_then_all_complete(rig, workers, clean_vhost, record_property):
+    clean_vhost(VHOST)
+    count = 100
+    accepted = publish_tasks(rig, 1, count)               # no worker yet: everything stays queued
+    assert persistent_flags(rig) == {2}                   # Celery publishes persistent messages
+    before = queue_depth(rig.endpoint, VHOST, "tasks") + queue_depth(rig.endpoint, VHOST, "priority")
+    assert before == accepted == count
+
+    rig.kill_broker()
+    downtime = rig.start_broker_again()
+    after = queue_depth(rig.endpoint, VHOST, "tasks") + queue_depth(rig.endpoint, VHOST, "priority")
+    assert after == count, f"{count - after} confirmed tasks lost in the broker crash"
+
+    data_dir = shared_data_dir(rig)
+    workers(VHOST, data_dir=data_dir)
+    wait_until(lambda: side_effects(data_dir) == count, timeout=120, what=f"{count} side effects")
+    assert queue_depth(rig.endpoint, VHOST, "tasks") + queue_depth(rig.endpoint, VHOST, "priority") == 0
+    record_property("evidence", f"{count} confirmed persistent tasks queued; broker SIGKILLed and back in "
+                                f"{downtime:.1f}s; {after} still queued; {count} side effects after a worker started")
+
+
+@pytest.mark.live
+def test_running_worker_reconnects_over_tls_by_itself_and_drains_the_queue(rig, workers, clean_vhost,
+                                                                         record_property):
+    clean_vhost(VHOST)
+    data_dir = shared_data_dir(rig)
+    worker = workers(VHOST, data_dir=data_dir)
+    assert logs(worker).count(CONNECTED) == 1
+    wrapped = worker.get_wrapped_container()
+    count = 60
+    wrapped.pause()                                       # connected but not consuming: the tasks stay queued
+    try:
+        publish_tasks(rig, 10_001, count)
+        rig.kill_broker()
+        rig.start_broker_again()
+    finally:
+        wrapped.unpause()
+    wait_until(lambda: side_effects(data_dir) == count, timeout=150, what=f"{count} side effects")
+    assert logs(worker).count(CONNECTED) == 2, "the worker did not reconnect by itself"
+    record_property("evidence", f"worker reconnected over TLS after a broker crash and ran all {count} tasks")
