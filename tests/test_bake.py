@@ -96,6 +96,8 @@ def test_bandit_reports_nothing(baked):
 
 def test_baked_unit_tests_pass(baked):
     project, _, _ = baked
-    result = run_in(project, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit", "tls/tests")
+    # A light fuzzing budget per variant; tests/test_live.py runs the full one on the defaults.
+    result = run_in(project, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit", "tls/tests",
+                    FUZZ_EXAMPLES="25")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout

@@ -13,6 +13,14 @@ def baked_defaults(tmp_path_factory):
     return bake(tmp_path_factory.mktemp("live"))
 
 
+def test_baked_resilience_suite_and_full_fuzzing_pass(baked_defaults):
+    result = run_in(baked_defaults, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "tests/resilience", "tests/unit/test_fuzz_schemas.py", timeout=2400)
+    print(result.stdout[-4000:])
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
 def test_baked_security_suite_passes_on_live_containers(baked_defaults):
     result = run_in(baked_defaults, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/security",
                     timeout=1500)
