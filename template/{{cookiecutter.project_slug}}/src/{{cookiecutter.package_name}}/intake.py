@@ -65,11 +65,15 @@ class DeadLetteringConsumer(Consumer):
         disable_decompression()
         super().__init__(*args, **kwargs)
 
-    def dead_letter(self, message, reason: str, exc: BaseException | None) -> None:
+    @staticmethod
+    def log_refusal(message, reason: str, exc: BaseException | None) -> None:
         properties = getattr(message, "properties", None) or {}
         logger.error(DEAD_LETTERED, saferepr(properties.get("message_id"), maxlen=80), _header(message, "id"),
                      _header(message, "task"), saferepr(message.content_type, maxlen=80),
                      len(message.body or b""), reason, saferepr(exc, maxlen=300))
+
+    def dead_letter(self, message, reason: str, exc: BaseException | None) -> None:
+        self.log_refusal(message, reason, exc)
         if not message.acknowledged:
             message.reject_log_error(logger, self.connection_errors, requeue=False)
 
@@ -85,9 +89,7 @@ class DeadLetteringConsumer(Consumer):
 
     def on_unknown_task(self, body, message, exc):
         # Celery's handler also reports NotRegistered to the sender's result backend: keep that.
-        logger.error(DEAD_LETTERED, saferepr((message.properties or {}).get("message_id"), maxlen=80),
-                     _header(message, "id"), _header(message, "task"), saferepr(message.content_type, maxlen=80),
-                     len(message.body or b""), "unknown-task", saferepr(exc, maxlen=300))
+        self.log_refusal(message, "unknown-task", exc)
         try:
             super().on_unknown_task(body, message, exc)
         except Exception:  # noqa: BLE001 - forged headers (no id) must not stop the consumer
