@@ -1,0 +1,1 @@
+"""Benchmarks: what hardening costs, measured on live containers (`bash scripts/benchmark`)."""

@@ -1,0 +1,55 @@
+"""Raw pika publish/consume on the same broker: the ceiling no Celery setup on this connection can beat.
+
+Publishes `count` messages of `size` bytes to a private queue (a UUID name: the shipped producer role may
+declare and read exactly such queues), without and with publisher confirms, then consumes them.
+"""
+import time
+import uuid
+
+import pika
+
+
+def _consume(channel, queue: str, count: int, timeout: float) -> float:
+    channel.basic_qos(prefetch_count=1000)
+    started, received = time.perf_counter(), 0
+    for method, _, _ in channel.consume(queue, auto_ack=True, inactivity_timeout=timeout):
+        if method is None:
+            raise TimeoutError(f"only {received} of {count} messages came back")
+        received += 1
+        if received == count:
+            break
+    channel.cancel()
+    return time.perf_counter() - started
+
+
+def measure(parameters: pika.ConnectionParameters, count: int, size: int, timeout: float = 30) -> dict:
+    body = b"x" * size
+    connection = pika.BlockingConnection(parameters)
+    try:
+        channel = connection.channel()
+        queue = str(uuid.uuid4())
+        channel.queue_declare(queue, exclusive=True)
+        started = time.perf_counter()
+        for _ in range(count):
+            channel.basic_publish("", queue, body)
+        connection.process_data_events(0)
+        publish = time.perf_counter() - started
+        consume = _consume(channel, queue, count, timeout)
+        channel.confirm_delivery()
+        confirmed_count = max(1, count // 5)       # one broker round trip per message: fewer suffice
+        started = time.perf_counter()
+        for _ in range(confirmed_count):
+            channel.basic_publish("", queue, body)
+        confirmed = time.perf_counter() - started
+        channel.queue_purge(queue)
+        server = connection._impl.server_properties
+        return {"count": count, "size": size, "publish_per_s": count / publish, "consume_per_s": count / consume,
+                "confirmed_publish_per_s": confirmed_count / confirmed,
+                "server": {"product": _text(server.get("product")), "version": _text(server.get("version")),
+                           "platform": _text(server.get("platform"))}}
+    finally:
+        connection.close()
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
