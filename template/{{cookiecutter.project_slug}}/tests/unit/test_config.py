@@ -43,3 +43,25 @@ def test_production_practices():
 def test_payments_are_routed_to_the_priority_queue():
     route = app.amqp.router.route({}, "{{ cookiecutter.package_name }}.tasks.payments.record_payment")
     assert route["queue"].name == "priority"
+
+
+def test_reply_queue_is_declared_once_per_channel_not_per_task(monkeypatch):
+    from {{ cookiecutter.package_name }} import results
+    declared = []
+    monkeypatch.setattr(results, "maybe_declare", lambda entity, retry: declared.append(entity.name))
+    backend = app.backend
+    assert isinstance(backend, results.ReplyQueueOnceRPCBackend)
+
+    class Channel:
+        pass
+
+    class Producer:
+        channel = Channel()
+
+    for _ in range(5):
+        backend.on_task_call(Producer(), "task-id")
+    assert len(declared) == 1                        # one declare for five sends on the channel
+    other = Producer()
+    other.channel = Channel()
+    backend.on_task_call(other, "task-id")
+    assert len(declared) == 2                        # a new channel (e.g. after reconnecting) declares again
