@@ -89,8 +89,11 @@ def pickle_attack(vhost: str) -> None:
     print(f"    canary {broker_client.PICKLE_CANARY_PATH} in the worker: {'PRESENT (!)' if canary else 'absent'}")
     with endpoint.connect(vhost, "auditor") as connection:
         letters = broker_client.drain_dead_letters(connection)
-    reasons = [reason for properties, _ in letters for reason in broker_client.death_reasons(properties)]
-    print(f"    dead-letters queue held {len(letters)} message(s), x-death reasons: {reasons}")
+    print(f"    dead-letters queue (read as {vhost}-auditor) held {len(letters)} message(s):")
+    for properties, body in letters:
+        # The forged invalid call is here too: a failed task is dead-lettered, not acked away.
+        print(f"      {properties.content_type}, {len(body)} bytes, x-death reasons "
+              f"{broker_client.death_reasons(properties)}")
     print(f"    worker still running: {worker_container(vhost).status}")
     done(started)
     if canary or not letters:
