@@ -38,3 +38,13 @@ def test_compose_demo_runs_a_task_and_refuses_attacks(baked_defaults):
     assert "refused by the producer: invalid arguments for task" in output and "x: Input should be a valid integer" in output
     assert "refused by the worker:" in output
     assert "canary /tmp/pwned in the worker: absent" in output
+
+
+def test_management_variant_is_https_only_on_live_containers(tmp_path_factory):
+    # Same slug as the defaults on purpose: the offline stand-in base images (named after it) are reused.
+    project = bake(tmp_path_factory.mktemp("live-management"), management_ui="https")
+    result = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/security",
+                    timeout=1500)
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout

@@ -162,4 +162,29 @@ def test_erlang_distribution_and_plaintext_http_unreachable_from_the_network(sta
         probe.stop()
     record_property("evidence", output.strip().replace("\n", "; "))
     reachable = {int(line.split()[0]) for line in output.splitlines() if line.endswith("True")}
-    assert reachable == {5671}        # the TLS port (legitimate path) and nothing else
+    management = {15671} if stack.settings["broker"]["management"] == "https" else set()
+    assert reachable == {5671} | management   # the TLS ports (legitimate path) and nothing else
+
+
+@controls("TLS-05")
+def test_management_ui_is_https_only_or_absent(stack, record_property):
+    import http.client
+    sockets = {port for _, port in listeners(stack.broker)}
+    assert 15672 not in sockets and 15692 not in sockets          # no plaintext management or metrics
+    if stack.settings["broker"]["management"] != "https":
+        assert 15671 not in sockets
+        record_property("evidence", f"management absent; listening ports {sorted(sockets)}")
+        return
+    port = int(stack.broker.get_exposed_port(15671))
+    context = ssl.create_default_context(cafile=str(stack.project_dir / "pki" / "ca.crt"))
+    https = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    https.sock = context.wrap_socket(__import__("socket").create_connection(("127.0.0.1", port), timeout=10),
+                                     server_hostname=stack.settings["broker"]["host"])
+    https.request("GET", "/api/overview")
+    status = https.getresponse().status                           # legitimate path: TLS works, login required
+    plain = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+        plain.request("GET", "/api/overview")
+        plain.getresponse().read()
+    record_property("evidence", f"HTTPS /api/overview -> {status}; plaintext HTTP to 15671 refused")
+    assert status == 401

@@ -45,6 +45,7 @@ def test_payments_are_routed_to_the_priority_queue():
     assert route["queue"].name == "priority"
 
 
+{% if cookiecutter.result_backend == "rpc" -%}
 def test_reply_queue_is_declared_once_per_channel_not_per_task(monkeypatch):
     from {{ cookiecutter.package_name }} import results
     declared = []
@@ -65,3 +66,7 @@ def test_reply_queue_is_declared_once_per_channel_not_per_task(monkeypatch):
     other.channel = Channel()
     backend.on_task_call(other, "task-id")
     assert len(declared) == 2                        # a new channel (e.g. after reconnecting) declares again
+{%- else -%}
+def test_results_are_disabled():
+    assert app.conf.result_backend is None and app.conf.task_ignore_result is True
+{%- endif %}
