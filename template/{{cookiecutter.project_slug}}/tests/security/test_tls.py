@@ -146,7 +146,7 @@ def test_project_client_connects_to_the_right_name(celery_client):
 @controls("TLS-05")
 def test_erlang_distribution_and_plaintext_http_unreachable_from_the_network(stack, record_property):
     host = stack.settings["broker"]["host"]
-    probe_ports = [4369, 25672, 5672, 15672, 15692, 5671]
+    probe_ports = [4369, 25672, 5672, 15672, 15692, 5671, 15671]
     script = ("import socket,sys\n"
               f"for port in {probe_ports}:\n"
               "    s=socket.socket(); s.settimeout(3)\n"
