@@ -11,10 +11,7 @@ and its own testcontainers Stack (tests/security/stack.py), always removed after
 import contextlib
 import importlib
 import json
-import os
 import secrets
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -71,35 +68,14 @@ class Running:
         return endpoint.parameters(HARDENED_VHOST, HARDENED_ROLE)
 
 
-class Scratch:
-    """Files mounted into the baseline containers, owned as the containers' users need."""
-
-    def __init__(self):
-        self.path = Path(tempfile.mkdtemp(prefix="hc-bench-"))
-        os.chmod(self.path, 0o755)  # nosec B103  (the broker and worker uids must traverse it)
-
-    def write(self, name: str, text: str, owner: tuple[int, int], mode: int) -> Path:
-        path = self.path / name
-        path.write_text(text)
-        os.chmod(path, mode)
-        if os.geteuid() == 0:
-            os.chown(path, *owner)
-        return path
-
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def plaintext_broker(container, project_dir: Path, settings: dict, scratch: Scratch, password: str) -> None:
+def plaintext_broker(container, project_dir: Path, settings: dict, scratch, password: str) -> None:
     """Replace rabbitmq.conf (add a plaintext listener) and the definitions (one full-rights user, no guest)."""
     credentials = importlib.import_module("tools.credentials")
+    mounts = importlib.import_module("tests.security.mounts")
     topology = credentials.load_topology(project_dir, settings["package"])
     owner = (settings["broker"]["uid"], settings["broker"]["gid"])
-    config = (project_dir / "broker" / "rabbitmq.conf").read_text()
-    if "listeners.tcp = none" not in config:
-        raise RuntimeError("broker/rabbitmq.conf no longer contains 'listeners.tcp = none'")
-    conf = scratch.write("rabbitmq.conf", config.replace("listeners.tcp = none", "listeners.tcp.default = 5672"),
-                         owner, 0o644)
+    config = mounts.broker_config_with(project_dir, "listeners.tcp = none", "listeners.tcp.default = 5672")
+    conf = scratch.write("rabbitmq.conf", config, owner, 0o644)
     definitions = credentials.build_definitions([PLAIN_VHOST], {f"{PLAIN_VHOST}-{role}": "unused"
                                                                 for role in topology.ROLES}, topology)
     definitions["users"] = [{"name": PLAIN_USER, "password_hash": credentials.rabbitmq_password_hash(password),
@@ -107,14 +83,12 @@ def plaintext_broker(container, project_dir: Path, settings: dict, scratch: Scra
     definitions["permissions"] = [{"user": PLAIN_USER, "vhost": PLAIN_VHOST,
                                    "configure": ".*", "write": ".*", "read": ".*"}]
     defs = scratch.write("definitions.json", json.dumps(definitions), owner, 0o600)
-    replaced = {"/etc/rabbitmq/rabbitmq.conf": conf, "/run/secrets/definitions.json": defs}
-    container.volumes = {host: mount for host, mount in container.volumes.items() if mount["bind"] not in replaced}
-    for target, source in replaced.items():
-        container.with_volume_mapping(str(source), target, "ro")
+    mounts.remount(container, conf, "/etc/rabbitmq/rabbitmq.conf")
+    mounts.remount(container, defs, "/run/secrets/definitions.json")
     container.ports["5672/tcp"] = ("127.0.0.1", None)
 
 
-def baseline_worker(container, variant: Variant, scratch: Scratch, password: str) -> None:
+def baseline_worker(container, variant: Variant, scratch, password: str) -> None:
     """The project's worker container (same image, limits, hardening flags), running baseline_app instead."""
     module = scratch.write("baseline_app.py", BASELINE_APP.read_text(), (0, 0), 0o644)
     container.volumes = {str(module): {"bind": "/opt/bench/baseline_app.py", "mode": "ro"}}
@@ -132,7 +106,8 @@ def running(project_dir: Path, settings: dict, variant: Variant) -> Iterator[Run
     stack_module = importlib.import_module("tests.security.stack")
     network_module = importlib.import_module("testcontainers.core.network")
     stack = stack_module.Stack(project_dir, settings, network_module.Network().create())
-    scratch, password = Scratch(), secrets.token_urlsafe(24)
+    scratch = importlib.import_module("tests.security.mounts").ScratchFiles("hc-bench-")
+    password = secrets.token_urlsafe(24)
     try:
         broker = stack.broker_container()
         if variant.profile:

@@ -5,10 +5,9 @@ the test stack (an extra mounted file or a container option), never the shipped 
 """
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from tests.security.mounts import ScratchFiles, broker_config_with, remount
 from tools.credentials import rabbitmq_password_hash
 
 ENVIRONMENT_VARIABLE = "SECURITY_SUITE_WEAKEN"
@@ -47,7 +46,7 @@ class Weakening:
 
     def __init__(self, name: str | None, project_dir: Path, settings: dict):
         self.name, self.project_dir, self.settings = name, project_dir, settings
-        self.scratch = Path(tempfile.mkdtemp(prefix=f"weakened-{name}-")) if name else None
+        self.scratch = ScratchFiles(f"weakened-{name}-") if name else None
 
     def broker(self, container) -> None:
         if self.name == "plaintext":
@@ -64,16 +63,14 @@ class Weakening:
             for vhost in ["/", *self.settings["workers"]["vhosts"]]:
                 definitions["permissions"].append({"user": "guest", "vhost": vhost, "configure": ".*",
                                                    "write": ".*", "read": ".*"})
-            weak = self.write("definitions.json", json.dumps(definitions), owner=(999, 999))
-            container.volumes = {host: mount for host, mount in container.volumes.items()
-                                 if mount["bind"] != "/run/secrets/definitions.json"}
-            container.with_volume_mapping(str(weak), "/run/secrets/definitions.json", "ro")
+            weak = self.scratch.write("definitions.json", json.dumps(definitions), owner=(999, 999))
+            remount(container, weak, "/run/secrets/definitions.json")
 
     def worker(self, container, kwargs: dict) -> dict:
         package = self.settings["package"]
         if self.name in ("pickle", "novalidation"):
             patch = (PATCH_PICKLE if self.name == "pickle" else PATCH_NO_VALIDATION) % {"package": package}
-            site = self.write("sitecustomize.py", patch, owner=(0, 0), mode=0o644)
+            site = self.scratch.write("sitecustomize.py", patch, owner=(0, 0), mode=0o644)
             container.with_volume_mapping(str(site), "/opt/weakened/sitecustomize.py", "ro")
             container.with_env("PYTHONPATH", "/opt/weakened:/app")
         elif self.name == "root":
@@ -83,7 +80,7 @@ class Weakening:
             # root without capabilities cannot read files owned by the worker uid: hand it root-owned copies.
             remapped = {}
             for host, mount in container.volumes.items():
-                copy = self.write(f"root-{Path(host).name}", Path(host).read_text(), owner=(0, 0))
+                copy = self.scratch.write(f"root-{Path(host).name}", Path(host).read_text(), owner=(0, 0))
                 remapped[str(copy)] = mount
             container.volumes = remapped
         elif self.name == "caps":
@@ -91,18 +88,10 @@ class Weakening:
         return kwargs
 
     def replace_config(self, container, line: str, replacement: str) -> None:
-        config = (self.project_dir / "broker" / "rabbitmq.conf").read_text()
-        assert line in config, f"broker/rabbitmq.conf no longer contains {line!r}"
-        weak = self.write("rabbitmq.conf", config.replace(line, replacement), owner=(999, 999), mode=0o644)
-        container.with_volume_mapping(str(weak), "/etc/rabbitmq/rabbitmq.conf", "ro")
-
-    def write(self, name: str, text: str, owner: tuple[int, int], mode: int = 0o600) -> Path:
-        path = self.scratch / name
-        path.write_text(text)
-        os.chmod(path, mode)
-        os.chown(path, *owner)
-        return path
+        config = broker_config_with(self.project_dir, line, replacement)
+        remount(container, self.scratch.write("rabbitmq.conf", config, owner=(999, 999), mode=0o644),
+                "/etc/rabbitmq/rabbitmq.conf")
 
     def cleanup(self) -> None:
         if self.scratch:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch.remove()
