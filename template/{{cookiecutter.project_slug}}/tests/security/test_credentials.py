@@ -58,7 +58,8 @@ OPERATIONS = {
     # With confirms, a refused publish closes the channel before basic_publish returns.
     "publish via default exchange": lambda ch: (ch.confirm_delivery(), ch.basic_publish("", "no-such-queue", b"{}")),
     "redeclare tasks queue": lambda ch: ch.queue_declare("tasks", durable=True, arguments={}),
-    "delete tasks queue": lambda ch: ch.queue_delete("tasks"),
+    # if_unused/if_empty: a role that may delete gets 406 instead of 403 and the live queue survives the probe.
+    "delete tasks queue": lambda ch: ch.queue_delete("tasks", if_unused=True, if_empty=True),
     "purge tasks queue": lambda ch: ch.queue_purge("tasks"),
     "declare an exchange": lambda ch: ch.exchange_declare("rogue", "fanout"),
     "read dead letters": lambda ch: ch.basic_get("dead-letters"),
