@@ -8,7 +8,8 @@ import pytest
 from tests.support.bake import bake, run_in
 
 pytestmark = pytest.mark.live
-WEAKENINGS = ["plaintext", "guest", "pickle", "novalidation", "root", "caps"]
+WEAKENINGS = ["plaintext", "oldtls", "nopeercert", "nohostcheck", "guest", "crosstenant", "fullperms", "envsecret",
+              "pickle", "pickleproducer", "novalidation", "bigmessages", "root", "writable", "caps", "nolimits"]
 
 
 @pytest.fixture(scope="module")

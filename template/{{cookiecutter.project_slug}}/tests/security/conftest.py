@@ -47,6 +47,8 @@ def celery_client(stack, vhosts):
     from {{ cookiecutter.package_name }}.config import build_config
     from {{ cookiecutter.package_name }}.settings import BrokerSettings
     app.conf.update(build_config(BrokerSettings.from_env()))  # in case unit tests imported it first
+    if stack.weakening:
+        stack.weakening.producer()
     yield app
     os.environ.clear()
     os.environ.update(saved)   # later tests (unit) see the environment they expect

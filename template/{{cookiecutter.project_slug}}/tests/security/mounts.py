@@ -34,7 +34,14 @@ def remount(container: DockerContainer, source: Path, target: str) -> None:
 
 def broker_config_with(project_dir: Path, line: str, replacement: str) -> str:
     """broker/rabbitmq.conf with one line replaced (a conf.d file cannot undo e.g. `listeners.tcp = none`)."""
-    config = (project_dir / "broker" / "rabbitmq.conf").read_text()
-    if line not in config:
-        raise ValueError(f"broker/rabbitmq.conf no longer contains {line!r}")
-    return config.replace(line, replacement)
+    return broker_config_swapped(project_dir, {line: replacement})
+
+
+def broker_config_swapped(project_dir: Path, swaps: dict[str, str]) -> str:
+    """broker/rabbitmq.conf with each whole line `line` replaced by `swaps[line]` (which may span lines)."""
+    lines = (project_dir / "broker" / "rabbitmq.conf").read_text().splitlines()
+    for line, replacement in swaps.items():
+        if line not in lines:
+            raise ValueError(f"broker/rabbitmq.conf no longer contains the line {line!r}")
+        lines = [replacement if candidate == line else candidate for candidate in lines]
+    return "\n".join(lines) + "\n"
