@@ -37,8 +37,9 @@ def build_config(broker: BrokerSettings) -> dict:
         "task_acks_late": True,                               # example tasks are idempotent: redelivery is safe
         "task_reject_on_worker_lost": True,                   # a killed worker's task goes back to the queue
         "task_acks_on_failure_or_timeout": False,             # a failed task is dead-lettered, not acked away
-        # Undecodable or malformed messages are dead-lettered and logged instead of acked or crashing the worker.
-        "worker_consumer": "{{ cookiecutter.package_name }}.intake:DeadLetteringConsumer",
+        # Undecodable or malformed messages are dead-lettered and logged instead of acked or crashing the worker;
+        # deliveries decrypted by TLS but not yet read are read at once instead of waiting for a heartbeat.
+        "worker_consumer": "{{ cookiecutter.package_name }}.consumer:WorkerConsumer",
         "worker_prefetch_multiplier": 1,                      # one task at a time per process: fair dispatch
         "task_time_limit": 300,                               # a stuck task is killed...
         "task_soft_time_limit": 240,                          # ...after being asked to stop

@@ -150,6 +150,11 @@ def write_rig_secrets(secrets_dir: Path, settings: dict, topology) -> None:
                                              {"worker": app_owner, "producer": app_owner})
     definitions = credentials.build_definitions(vhosts, passwords, topology,
                                                 overrides={v: o for v, o in TEST_VHOSTS.items() if o})
+    for permission in definitions["permissions"]:
+        # Remote control needs the pidbox exchanges and per-node queues, which production's permissions deny:
+        # only the `consumer` test vhost allows them (test_consumer_restart drives consumers through it).
+        if permission["vhost"] == "consumer" and not permission["user"].endswith("-auditor"):
+            permission.update(configure=".*", write=".*", read=".*")
     credentials.write_private_file(secrets_dir / "definitions.json", json.dumps(definitions), broker_owner)
 
 
