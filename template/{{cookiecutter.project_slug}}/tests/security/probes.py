@@ -31,17 +31,26 @@ def client_context(project_dir: Path, role: str | None = "producer", ca: Path | 
 
 def listeners(container) -> list[tuple[str, int]]:
     """(address, port) of every listening TCP socket inside a container, read from /proc/net/tcp{,6}."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        result = container.exec(["cat", table])
-        for line in result.output.decode().splitlines()[1:]:
-            fields = line.split()
-            local, state = fields[1], fields[3]
-            if state != LISTEN:
-                continue
-            address_hex, port_hex = local.split(":")
-            found.append((_address(address_hex), int(port_hex, 16)))
-    return sorted(set(found))
+    return parse_listening(container.exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).output.decode())
+
+
+def listeners_while_running(container, command: str) -> list[tuple[str, int]]:
+    """Every socket seen listening inside a container while `command` (a shell command) runs there: sampled
+    back to back, so short-lived listeners (a CLI tool's own Erlang node) are caught too."""
+    sampler = (f"({command}) >/dev/null 2>&1 & pid=$!; "
+               "while kill -0 $pid 2>/dev/null; do cat /proc/net/tcp /proc/net/tcp6; done")
+    return parse_listening(container.exec(["sh", "-c", sampler]).output.decode())
+
+
+def parse_listening(tables: str) -> list[tuple[str, int]]:
+    found = set()
+    for line in tables.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != LISTEN or ":" not in fields[1]:
+            continue
+        address_hex, port_hex = fields[1].split(":")
+        found.add((_address(address_hex), int(port_hex, 16)))
+    return sorted(found)
 
 
 def _address(hex_address: str) -> str:

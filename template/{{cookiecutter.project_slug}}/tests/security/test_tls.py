@@ -6,7 +6,7 @@ import time
 import pytest
 from kombu import Connection
 
-from tests.security.probes import amqp_over_tls, client_context, is_loopback, listeners
+from tests.security.probes import amqp_over_tls, client_context, is_loopback, listeners, listeners_while_running
 from tests.security.stack import WORKER_READY
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -183,6 +183,18 @@ def test_erlang_distribution_and_plaintext_http_unreachable_from_the_network(sta
     reachable = {int(line.split()[0]) for line in output.splitlines() if line.endswith("True")}
     management = {15671} if stack.settings["broker"]["management"] == "https" else set()
     assert reachable == {5671} | management   # the TLS ports (legitimate path) and nothing else
+
+
+@controls("TLS-05")
+def test_cli_tools_erlang_node_listens_on_loopback_only(stack, record_property):
+    """The healthcheck runs a CLI tool every 10 s; each one is an Erlang node with its own distribution
+    listener (35672-35682), bound to 0.0.0.0 unless told otherwise (CTL_ERL_ARGS in rabbitmq-env.conf)."""
+    cli_ports = range(35672, 35683)
+    seen = [(address, port) for address, port in listeners_while_running(stack.broker, "rabbitmq-diagnostics -q status")
+            if port in cli_ports]
+    record_property("evidence", f"CLI node listeners while rabbitmq-diagnostics ran: {seen}")
+    assert seen, "the CLI tool's listener was not caught while it ran"    # the sampling works
+    assert all(is_loopback(address) for address, _ in seen), seen
 
 
 @controls("TLS-05")
