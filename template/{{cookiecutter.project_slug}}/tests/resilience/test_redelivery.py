@@ -62,7 +62,8 @@ def test_worker_container_killed_mid_task_another_worker_completes_it_once(rig, 
         client.close()
     assert outcome == {"account_id": 4242, "changed": True}
     assert account_rows(data_dir, 4242) == [(4242, 1)]            # applied exactly once
-    assert f"[{result.id}] succeeded" in logs(second)
+    # The pool process publishes the result before it logs the success line: wait for the line.
+    wait_until(lambda: f"[{result.id}] succeeded" in logs(second), timeout=10, what="the second worker's log line")
     assert f"[{result.id}] succeeded" not in logs(first)
     record_property("evidence", f"task {result.id} killed (SIGKILL) on the first worker, completed by the second; "
                                 "one row in the store")
