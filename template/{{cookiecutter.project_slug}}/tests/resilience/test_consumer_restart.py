@@ -2,7 +2,7 @@
 
 Reported, and reproduced here against the consumer without the fix: after its task consumer is cancelled and
 re-added through remote control, the worker takes the first deliveries and then consumes nothing, with the queue
-full, until the next heartbeat (11-28 s with broker_heartbeat = 30). Cause: those deliveries arrive in the same
+full, until the next heartbeat (11-29 s with broker_heartbeat = 30). Cause: those deliveries arrive in the same
 TLS record as `consume-ok` and stay decrypted inside the SSL object, where the event loop's poll cannot see them.
 Fix: src/<package>/tls_buffer.py. Remote control is off in the project: the test worker turns it on
 (remote_controlled_worker.py) and the `consumer` test vhost allows the pidbox (harness.py).
@@ -17,7 +17,8 @@ from tests.resilience.harness import ADD, celery_client, logs, publish, queue_de
 VHOST = "consumer"
 ENTRY_POINT = Path(__file__).with_name("remote_controlled_worker.py")
 BACKLOG = 600
-# A healthy restart resumes within half a second; a stall lasts until a heartbeat. Measuring stops here.
+# A healthy restart resumes within seconds even on a busy 2-core VM (longest seen: 3.9 s); a stall lasts
+# until a heartbeat (11-29 s seen). Measuring stops here.
 STALL_SECONDS = 8.0
 FIX_AT_WORK = "decrypted TLS bytes the event loop could not see"       # tls_buffer.py's log line
 
