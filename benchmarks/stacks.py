@@ -21,7 +21,6 @@ import pika
 BASELINE_APP = Path(__file__).with_name("baseline_app.py")
 HARDENED_VHOST, HARDENED_ROLE = "billing", "producer"
 PLAIN_VHOST, PLAIN_USER = "bench", "bench"
-WORKER_FLAGS = ["--without-mingle", "--without-gossip", "--without-heartbeat", "--queues", "tasks,priority"]
 
 
 @dataclass(frozen=True)
@@ -88,16 +87,19 @@ def plaintext_broker(container, project_dir: Path, settings: dict, scratch, pass
     container.ports["5672/tcp"] = ("127.0.0.1", None)
 
 
-def baseline_worker(container, variant: Variant, scratch, password: str) -> None:
-    """The project's worker container (same image, limits, hardening flags), running baseline_app instead."""
+def baseline_worker(container, variant: Variant, scratch, password: str, shipped_command: list[str]) -> None:
+    """The project's worker container (same image, limits, hardening flags), running baseline_app instead:
+    with the image's own worker flags (`identical`) or with stock Celery's (`default`)."""
     module = scratch.write("baseline_app.py", BASELINE_APP.read_text(), (0, 0), 0o644)
     container.volumes = {str(module): {"bind": "/opt/bench/baseline_app.py", "mode": "ro"}}
     container.env.pop("TASKS_BROKER_URL", None)
     container.with_env("BENCH_PROFILE", variant.profile).with_env("PYTHONPATH", "/opt/bench:/app")
     container.with_env("BENCH_BROKER_URL", f"amqp://{PLAIN_USER}:{password}@broker:5672/{PLAIN_VHOST}")
-    flags = WORKER_FLAGS if variant.profile == "identical" else []
-    container.with_command(["celery", "--app", "baseline_app", "worker", *flags, "--concurrency", "2",
-                            "--loglevel", "INFO"])
+    if variant.profile == "identical":
+        container.with_command(["celery", "--app", "baseline_app", *shipped_command[3:]])
+    else:
+        container.with_command(["celery", "--app", "baseline_app", "worker", "--concurrency", "2",
+                                "--loglevel", "INFO"])
 
 
 @contextlib.contextmanager
@@ -116,7 +118,7 @@ def running(project_dir: Path, settings: dict, variant: Variant) -> Iterator[Run
         stack_module.wait_for_log(broker, stack_module.BROKER_READY, timeout=90)
         worker = stack.worker_container(HARDENED_VHOST)
         if variant.profile:
-            baseline_worker(worker, variant, scratch, password)
+            baseline_worker(worker, variant, scratch, password, stack_module.shipped_worker_command(worker.image))
         stack.run(worker)
         stack_module.wait_for_log(worker, stack_module.WORKER_READY, timeout=60)
         port = int(broker.get_exposed_port(5672 if variant.profile else 5671))

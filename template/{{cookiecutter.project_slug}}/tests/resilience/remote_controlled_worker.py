@@ -5,6 +5,9 @@ project; this file is bind-mounted by tests/resilience/test_consumer_restart.py 
 STOCK_CONSUMER=1 runs the consumer without the TLS-buffer fix (intake only), to show the stall it prevents.
 """
 import os
+import sys
+
+from celery.bin.celery import main
 
 from {{ cookiecutter.package_name }}.celery_app import app
 
@@ -13,7 +16,7 @@ if os.environ.get("STOCK_CONSUMER") == "1":
     app.conf.worker_consumer = "{{ cookiecutter.package_name }}.intake:DeadLetteringConsumer"
 
 if __name__ == "__main__":
-    # The image's own command line (docker/worker/Dockerfile), plus a node name the test can address.
-    app.worker_main(["worker", "--without-mingle", "--without-gossip", "--without-heartbeat", "--queues",
-                     "tasks,priority", "--concurrency", "2", "--hostname", os.environ["NODE_NAME"],
-                     "--loglevel", "INFO"])
+    # argv: the image's own command line (tests.security.stack.shipped_worker_command) plus a node name the
+    # test can address; `--app` imports the module changed above.
+    sys.argv = sys.argv[1:]
+    sys.exit(main())

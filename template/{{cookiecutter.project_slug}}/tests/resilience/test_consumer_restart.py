@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.resilience.harness import ADD, celery_client, logs, publish, queue_depth, task_message, wait_until
+from tests.security.stack import shipped_worker_command
 
 VHOST = "consumer"
 ENTRY_POINT = Path(__file__).with_name("remote_controlled_worker.py")
@@ -62,9 +63,10 @@ def restart_pauses(rig, node: str, restarts: int, stop_at_first_stall: bool = Fa
     return pauses
 
 
-def remote_controlled_worker(workers, node: str, stock: bool):
-    return workers(VHOST, command=["python3", "/opt/test-hooks/remote_controlled_worker.py"],
-                   env={"PYTHONPATH": "/app:/opt/test-hooks", "NODE_NAME": node, "STOCK_CONSUMER": str(int(stock))},
+def remote_controlled_worker(rig, workers, node: str, stock: bool):
+    command = shipped_worker_command(rig.settings["images"]["worker"]) + ["--hostname", node]
+    return workers(VHOST, command=["python3", "/opt/test-hooks/remote_controlled_worker.py", *command],
+                   env={"PYTHONPATH": "/app:/opt/test-hooks", "STOCK_CONSUMER": str(int(stock))},
                    mounts={str(ENTRY_POINT): "/opt/test-hooks/remote_controlled_worker.py"})
 
 
@@ -73,7 +75,7 @@ def test_without_the_fix_a_consumer_restart_stalls_over_tls(rig, workers, clean_
     """The stall is real (and this test can see it): the consumer without tls_buffer.py stalls within 10 tries
     (each restart stalls with probability about 0.6 here, so missing it 10 times is about 1 in 10,000)."""
     clean_vhost(VHOST)
-    worker = remote_controlled_worker(workers, "stock@consumer", stock=True)
+    worker = remote_controlled_worker(rig, workers, "stock@consumer", stock=True)
     pauses = restart_pauses(rig, "stock@consumer", restarts=10, stop_at_first_stall=True)
     record_property("evidence", f"consumer without the fix, pauses after restarts: {pauses} s")
     print("stock pauses", pauses)
@@ -84,7 +86,7 @@ def test_without_the_fix_a_consumer_restart_stalls_over_tls(rig, workers, clean_
 @pytest.mark.live
 def test_consumer_restarts_over_tls_with_prefetch_1_do_not_stall(rig, workers, clean_vhost, record_property):
     clean_vhost(VHOST)
-    worker = remote_controlled_worker(workers, "project@consumer", stock=False)
+    worker = remote_controlled_worker(rig, workers, "project@consumer", stock=False)
     pauses = restart_pauses(rig, "project@consumer", restarts=10)
     rescued = logs(worker).count(FIX_AT_WORK)
     record_property("evidence", f"project consumer, pauses after {len(pauses)} restarts: {pauses} s; "

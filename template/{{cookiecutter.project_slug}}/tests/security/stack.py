@@ -7,6 +7,7 @@ from pathlib import Path
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image may be unreachable; we clean up
 
+import docker  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 
@@ -35,6 +36,14 @@ def wait_for_log(container: DockerContainer, needle: str, timeout: float) -> flo
         if wrapped.status in ("exited", "dead") or time.monotonic() - started > timeout:
             raise StartupFailed(f"{container.image} did not log {needle!r} (status {wrapped.status}):\n{logs[-3000:]}")
         time.sleep(0.2)
+
+
+def shipped_worker_command(image: str) -> list[str]:
+    """The worker image's own CMD (`celery --app <package>.celery_app worker <flags>`): stacks that run the
+    worker differently start from it rather than copying its flags, so they cannot drift from what ships."""
+    command = docker.from_env().images.get(image).attrs["Config"]["Cmd"]
+    assert command[:2] == ["celery", "--app"] and command[3] == "worker", command
+    return list(command)
 
 
 def tmpfs(size: str, uid: int, gid: int) -> str:
