@@ -1,0 +1,91 @@
+"""stack.toml, read in one place: the settings the host-side tools, the tests and the benchmark share."""
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+class SettingsError(ValueError):
+    """stack.toml is missing or incomplete; the message says which file and which key."""
+
+
+@dataclass(frozen=True)
+class Images:
+    python: str            # official worker base image (pinned)
+    rabbitmq: str          # official broker base image (pinned)
+    worker: str            # tag of the worker image this project builds
+    broker: str            # tag of the broker image this project builds
+    standin_prefix: str    # offline stand-ins are tagged <prefix>-<kind>:<version>
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    project_dir: Path
+    project: str           # compose project name
+    package: str           # Python package of the Celery app
+    images: Images
+    broker_host: str       # compose service name and the SAN clients check
+    broker_uid: int
+    broker_gid: int
+    management: str        # "off" or "https"
+    worker_uid: int
+    worker_gid: int
+    vhosts: tuple[str, ...]
+
+    @cached_property
+    def topology(self) -> ModuleType:
+        """src/<package>/topology.py, loaded by path: queue names, roles and user names live there, once,
+        and it imports nothing, so host tools read it without Celery."""
+        path = self.project_dir / "src" / self.package / "topology.py"
+        spec = importlib.util.spec_from_file_location(f"{self.package}_topology", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def worker_service(self, vhost: str) -> str:
+        return f"worker-{vhost}"
+
+    def producer_service(self, vhost: str) -> str:
+        return f"producer-{vhost}"
+
+
+def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
+    """Read <project_dir>/stack.toml; a missing file or key is a SettingsError naming it."""
+    project_dir = Path(project_dir).resolve()
+    path = project_dir / "stack.toml"
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"{path} not found; run this from the project's root") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path} is not valid TOML: {exc}") from None
+
+    def get(section: str, key: str):
+        try:
+            return raw[section][key] if section else raw[key]
+        except KeyError:
+            raise SettingsError(f"{path}: {f'[{section}] ' if section else ''}{key} is missing") from None
+
+    vhosts = tuple(get("workers", "vhosts"))
+    if not vhosts:
+        raise SettingsError(f"{path}: [workers] vhosts is empty; a stack needs at least one vhost")
+    return StackSettings(
+        project_dir=project_dir,
+        project=get("", "project"),
+        package=get("", "package"),
+        images=Images(**{key: get("images", key) for key in ("python", "rabbitmq", "worker", "broker",
+                                                              "standin_prefix")}),
+        broker_host=get("broker", "host"),
+        broker_uid=int(get("broker", "uid")),
+        broker_gid=int(get("broker", "gid")),
+        management=get("broker", "management"),
+        worker_uid=int(get("workers", "uid")),
+        worker_gid=int(get("workers", "gid")),
+        vhosts=vhosts,
+    )
