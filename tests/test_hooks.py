@@ -21,7 +21,8 @@ REFUSALS = [
     ({"broker_host": "localhost"}, "must not be 'localhost'"),
     ({"python_image": "python:latest"}, "uses 'latest'"),
     ({"rabbitmq_image": "rabbitmq"}, "must be a pinned image reference"),
-    ({"management_ui": "http"}, "http"),
+    ({"rabbitmq_image": "rabbitmq:3.13.7"}, "is not RabbitMQ 4.x; the broker configuration is for 4.x only"),
+    ({"management_ui": "http"}, "http provided for choice variable management_ui, but the choices are"),
 ]
 
 

@@ -80,6 +80,13 @@ def check_image(name, ref):
         fail(f"{name} {ref!r} uses 'latest'; pin an exact version so builds are reproducible.")
 
 
+def check_rabbitmq_version(ref):
+    repository, _, tag = ref.rpartition(":")
+    if repository.rsplit("/", 1)[-1] == "rabbitmq" and not tag.startswith("4."):
+        fail(f"rabbitmq_image {ref!r} is not RabbitMQ 4.x; the broker configuration is for 4.x only "
+             "(3.x is end of life), e.g. 'rabbitmq:4.1.4'.")
+
+
 if __name__ == "__main__":
     check_slug({{ cookiecutter.project_slug | tojson }})
     check_package({{ cookiecutter.package_name | tojson }})
@@ -89,3 +96,4 @@ if __name__ == "__main__":
     check_broker_host({{ cookiecutter.broker_host | tojson }})
     check_image("python_image", {{ cookiecutter.python_image | tojson }})
     check_image("rabbitmq_image", {{ cookiecutter.rabbitmq_image | tojson }})
+    check_rabbitmq_version({{ cookiecutter.rabbitmq_image | tojson }})
