@@ -1,5 +1,6 @@
 """Finish the baked project: shared tooling, PKI, per-vhost secrets. Secrets are made here, never in
-cookiecutter.json, so they cannot reach cookiecutter's replay file."""
+cookiecutter.json, so they cannot reach cookiecutter's replay file. They stay owned by whoever bakes (root or
+not); each container user gets read access to exactly the files compose.yaml mounts for it."""
 import os
 import shutil
 import sys
@@ -8,8 +9,6 @@ from pathlib import Path
 PROJECT = Path.cwd()
 REPO_ROOT = Path({{ cookiecutter._repo_dir | tojson }}).resolve().parent
 BROKER_HOST = {{ cookiecutter.broker_host | tojson }}
-APP_OWNER = (int({{ cookiecutter.worker_uid | tojson }}), int({{ cookiecutter.worker_gid | tojson }}))
-BROKER_OWNER = (999, 999)    # the rabbitmq user of the official image and of the stand-in
 CLIENT_ROLES = ["worker", "producer", "auditor"]
 SHARED_SOURCES = ("tls", "policies")   # single source in the template repo, copied into each project
 
@@ -28,18 +27,7 @@ def copy_shared_sources():
                                                                                ".pytest_cache"))
 
 
-def key_owners():
-    """Who must be able to read each private key inside its container (only root can chown)."""
-    if os.geteuid() != 0:
-        print("WARNING: not baking as root, so keys and passwords stay owned by you. Before starting the "
-              f"stack run: sudo chown {BROKER_OWNER[0]}:{BROKER_OWNER[1]} pki/broker.key secrets/definitions.json"
-              f" && sudo chown {APP_OWNER[0]}:{APP_OWNER[1]} pki/worker.key pki/producer.key "
-              "secrets/*-worker.password secrets/*-producer.password", file=sys.stderr)
-        return None
-    return {"broker": BROKER_OWNER, "worker": APP_OWNER, "producer": APP_OWNER}
-
-
-def make_pki(owners):
+def make_pki():
     sys.path.insert(0, str(PROJECT))
     try:
         from tls import PKIError, bootstrap_pki
@@ -47,7 +35,7 @@ def make_pki(owners):
         fail(f"the PKI tooling needs the 'cryptography' package next to cookiecutter ({exc}); "
              "run: pip install cryptography")
     try:
-        bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=CLIENT_ROLES, owners=owners,
+        bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=CLIENT_ROLES,
                       ca_common_name={{ (cookiecutter.project_name ~ " CA") | tojson }})
     except PKIError as exc:
         fail(f"could not create the project's PKI: {exc}")
@@ -55,17 +43,23 @@ def make_pki(owners):
 
 
 def make_credentials():
+    """Passwords and definitions; then the read grants of every secret file compose.yaml mounts."""
     from tools.credentials import generate
-    generate(PROJECT)
+    from tools.file_access import AccessError
+    try:
+        generate(PROJECT)
+    except AccessError as exc:
+        fail(str(exc))
 
 
 def print_next_steps():
     print(f"\nBaked {PROJECT.name}: PKI in pki/, per-vhost passwords and broker definitions in secrets/ "
-          "(0600, git-ignored).\nNext: cd " + PROJECT.name + " && python -m tools.stack demo")
+          "(0600, git-ignored; each container user may read only its own).\nNext: cd " + PROJECT.name
+          + " && python -m tools.stack demo")
 
 
 if __name__ == "__main__":
     copy_shared_sources()
-    make_pki(key_owners())
+    make_pki()
     make_credentials()
     print_next_steps()

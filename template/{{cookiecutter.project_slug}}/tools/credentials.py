@@ -2,26 +2,17 @@
 import argparse
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import secrets
 import sys
-import tomllib
 from pathlib import Path
+
+from tools import file_access, settings
 
 PASSWORD_BYTES = 32          # token_urlsafe(32) gives 43 characters
 SALT_BYTES = 4               # RabbitMQ's rabbit_password_hashing_sha256 format uses a 4-byte salt
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
-
-
-def load_topology(project_dir: Path, package: str):
-    """Import src/<package>/topology.py by path: the queue names and permissions live there, once."""
-    path = project_dir / "src" / package / "topology.py"
-    spec = importlib.util.spec_from_file_location(f"{package}_topology", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def rabbitmq_password_hash(password: str, salt: bytes | None = None) -> str:
@@ -30,37 +21,32 @@ def rabbitmq_password_hash(password: str, salt: bytes | None = None) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode("utf-8")).digest()).decode("ascii")
 
 
-def user_name(vhost: str, role: str) -> str:
-    return f"{vhost}-{role}"
+def password_path(secrets_dir: Path, user: str) -> Path:
+    return secrets_dir / f"{user}.password"
 
 
-def password_path(secrets_dir: Path, vhost: str, role: str) -> Path:
-    return secrets_dir / f"{user_name(vhost, role)}.password"
-
-
-def write_private_file(path: Path, content: str, owner: tuple[int, int] | None) -> None:
-    """Create a 0600 file atomically; chown it to the container user that must read it."""
+def write_private_file(path: Path, content: str) -> None:
+    """Create a 0600 file atomically, owned by whoever runs this (containers get read grants, file_access.py)."""
     temporary = path.with_name(f".{path.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(content)
         handle.flush()
         os.fsync(handle.fileno())
-    if owner is not None and os.geteuid() == 0:
-        os.chown(temporary, *owner)
     os.replace(temporary, path)
 
 
-def ensure_passwords(secrets_dir: Path, vhosts: list[str], roles, owners: dict) -> dict[str, str]:
+def ensure_passwords(secrets_dir: Path, vhosts, topology) -> dict[str, str]:
     """Make a password for every (vhost, role) that has none; existing ones are kept, never rotated here."""
     secrets_dir.mkdir(mode=0o700, exist_ok=True)
     passwords = {}
     for vhost in vhosts:
-        for role in roles:
-            path = password_path(secrets_dir, vhost, role)
+        for role in topology.ROLES:
+            user = topology.user_name(vhost, role)
+            path = password_path(secrets_dir, user)
             if not path.exists():
-                write_private_file(path, secrets.token_urlsafe(PASSWORD_BYTES) + "\n", owners.get(role))
-            passwords[user_name(vhost, role)] = path.read_text(encoding="utf-8").strip()
+                write_private_file(path, secrets.token_urlsafe(PASSWORD_BYTES) + "\n")
+            passwords[user] = path.read_text(encoding="utf-8").strip()
     return passwords
 
 
@@ -82,7 +68,7 @@ def build_definitions(vhosts: list[str], passwords: dict[str, str], topology,
                       "max-queues": topology.VHOST_MAX_QUEUES},
         })
         for role in topology.ROLES:
-            name = user_name(vhost, role)
+            name = topology.user_name(vhost, role)
             definitions["users"].append({
                 "name": name, "password_hash": rabbitmq_password_hash(passwords[name]),
                 "hashing_algorithm": HASHING_ALGORITHM, "tags": [],
@@ -109,30 +95,28 @@ def build_definitions(vhosts: list[str], passwords: dict[str, str], topology,
 
 
 def generate(project_dir: Path) -> Path:
-    """Create missing passwords and (re)write secrets/definitions.json from stack.toml's vhosts."""
-    settings = tomllib.loads((project_dir / "stack.toml").read_text(encoding="utf-8"))
-    topology = load_topology(project_dir, settings["package"])
-    vhosts = settings["workers"]["vhosts"]
-    app_owner = (settings["workers"]["uid"], settings["workers"]["gid"])
-    broker_owner = (settings["broker"]["uid"], settings["broker"]["gid"])
-    secrets_dir = project_dir / "secrets"
-    # The auditor is a person on the host: its password stays owned by whoever baked the project.
-    passwords = ensure_passwords(secrets_dir, vhosts, topology.ROLES, {"worker": app_owner, "producer": app_owner})
+    """Create missing passwords, (re)write secrets/definitions.json from stack.toml's vhosts, and let each
+    container user read the files compose.yaml mounts for it."""
+    stack = settings.load(project_dir)
+    secrets_dir = stack.project_dir / "secrets"
+    passwords = ensure_passwords(secrets_dir, stack.vhosts, stack.topology)
     definitions_path = secrets_dir / "definitions.json"
-    write_private_file(definitions_path, json.dumps(build_definitions(vhosts, passwords, topology), indent=2),
-                       broker_owner)
+    write_private_file(definitions_path, json.dumps(build_definitions(stack.vhosts, passwords, stack.topology),
+                                                    indent=2))
+    file_access.grant_from_compose_file(stack.project_dir)
     return definitions_path
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.credentials", description=__doc__)
     parser.add_argument("command", choices=["generate"], help="create missing passwords, rewrite definitions")
-    parser.add_argument("--project-dir", type=Path, default=Path.cwd())
+    parser.add_argument("--project-dir", type=Path, default=settings.PROJECT_DIR)
     args = parser.parse_args(argv)
-    if not (args.project_dir / "stack.toml").is_file():
-        print(f"error: {args.project_dir} has no stack.toml; run this from the project's root", file=sys.stderr)
+    try:
+        path = generate(args.project_dir)
+    except (settings.SettingsError, file_access.AccessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    path = generate(args.project_dir)
     print(f"wrote {path} (passwords kept in {path.parent}, mode 0600)")
     return 0
 

@@ -18,6 +18,11 @@ VHOST_MAX_QUEUES = 256
 
 ROLES = ("worker", "producer", "auditor")
 
+
+def user_name(vhost: str, role: str) -> str:
+    """The broker user of one role in one vhost: users never span tenants, so neither do their credentials."""
+    return f"{vhost}-{role}"
+
 # Celery's rpc result backend names each client's reply queue after a UUID.
 REPLY_QUEUE_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
