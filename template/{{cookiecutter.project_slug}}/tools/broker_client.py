@@ -1,10 +1,12 @@
 """Host-side AMQP access with pika, as any role of any vhost: used by the demo and the security tests."""
 import ssl
-import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pika
+
+from tools import settings
 
 # The canary path is inside the worker container: checked there, never written by this code.
 PICKLE_CANARY_PATH = "/tmp/pwned"  # nosec B108
@@ -17,15 +19,16 @@ PICKLE_PAYLOAD = (b"((cposix\nsystem\n(S'touch " + PICKLE_CANARY_PATH.encode()
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the host reaches the broker: loopback plus the name its certificate carries."""
+    """Where the host reaches the broker (loopback, the name its certificate carries) and with which secrets."""
 
     project_dir: Path
     port: int = 5671
     address: str = "127.0.0.1"
+    secrets_dir: Path | None = None          # default: the project's secrets/ (test rigs bring their own)
 
-    @property
-    def settings(self) -> dict:
-        return tomllib.loads((self.project_dir / "stack.toml").read_text(encoding="utf-8"))
+    @cached_property
+    def stack(self) -> settings.StackSettings:
+        return settings.load(self.project_dir)
 
     def tls_context(self, role: str | None) -> ssl.SSLContext:
         pki = self.project_dir / "pki"
@@ -35,8 +38,12 @@ class Endpoint:
             context.load_cert_chain(str(pki / f"{role}.crt"), str(pki / f"{role}.key"))
         return context
 
+    def password_file(self, vhost: str, role: str) -> Path:
+        directory = self.secrets_dir or self.project_dir / "secrets"
+        return directory / f"{self.stack.topology.user_name(vhost, role)}.password"
+
     def password(self, vhost: str, role: str) -> str:
-        return (self.project_dir / "secrets" / f"{vhost}-{role}.password").read_text(encoding="utf-8").strip()
+        return self.password_file(vhost, role).read_text(encoding="utf-8").strip()
 
     def parameters(self, vhost: str, role: str, *, user: str | None = None, password: str | None = None,
                    cert_role: str | None = "same", context: ssl.SSLContext | None = None) -> pika.ConnectionParameters:
@@ -44,9 +51,9 @@ class Endpoint:
         context = context or self.tls_context(role if cert_role == "same" else cert_role)
         return pika.ConnectionParameters(
             host=self.address, port=self.port, virtual_host=vhost,
-            credentials=pika.PlainCredentials(user or f"{vhost}-{role}",
+            credentials=pika.PlainCredentials(user or self.stack.topology.user_name(vhost, role),
                                               password if password is not None else self.password(vhost, role)),
-            ssl_options=pika.SSLOptions(context, server_hostname=self.settings["broker"]["host"]),
+            ssl_options=pika.SSLOptions(context, server_hostname=self.stack.broker_host),
             connection_attempts=1, socket_timeout=10, blocked_connection_timeout=10,
         )
 

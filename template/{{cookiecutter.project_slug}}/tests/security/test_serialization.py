@@ -46,11 +46,11 @@ def test_non_json_messages_are_refused_dead_lettered_and_never_run(stack, vhosts
         assert len(letters) == per_vhost, evidence[-1]
         assert reasons == ["rejected"] and types == sorted(HOSTILE)
         worker = stack.workers[vhost]
-        assert worker.exec(["test", "-e", PICKLE_CANARY_PATH]).exit_code != 0, "a payload was deserialized"
-        logs = worker.get_wrapped_container().logs().decode(errors="replace")
+        assert worker.exec_run(["test", "-e", PICKLE_CANARY_PATH]).exit_code != 0, "a payload was deserialized"
+        logs = worker.logs().decode(errors="replace")
         assert logs.count(REFUSAL) >= per_vhost
-        worker.get_wrapped_container().reload()
-        assert worker.get_wrapped_container().status == "running"
+        worker.reload()
+        assert worker.status == "running"
     record_property("evidence", "; ".join(evidence))
     # ...and the worker still executes legitimate work afterwards.
     from {{ cookiecutter.package_name }}.tasks.arithmetic import add

@@ -1,8 +1,14 @@
-"""Deliberately weakened stacks, one control off at a time, to prove the suite fails when a control breaks.
+"""Deliberately weakened stacks, one control off at a time: the suite must fail exactly that control's tests.
 
-Selected with SECURITY_SUITE_WEAKEN=<name>; never used by the project itself. Each weakening changes only
-the test stack (an extra mounted file, a container option, or a patch to the suite's own producer client in
-this process), never the shipped code or images.
+Two kinds, both changes to the shipped files and never a second description of the stack:
+
+* OVERRIDES, selected with SECURITY_SUITE_WEAKEN=<name>: a compose override file layered on compose.yaml that
+  mounts a replaced rabbitmq.conf or definitions file, or a patch into the workers; or a patch to the suite's own
+  producer client in this process.
+* COMPOSE_EDITS: an edit of compose.yaml itself, as a user might make it. The template's tests apply each one to
+  a copy of a baked project and run that copy's suite unchanged.
+
+Each entry names the controls whose tests must fail; every other control must still pass.
 """
 import importlib
 import json
@@ -10,16 +16,19 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from kombu.serialization import register_pickle, registry
 
-from tests.security.mounts import ScratchFiles, broker_config_swapped, remount
-from tools.credentials import rabbitmq_password_hash
+from tests.harness.scratch import ScratchFiles, broker_config_swapped
+from tools import settings
+from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
 
 ENVIRONMENT_VARIABLE = "SECURITY_SUITE_WEAKEN"
-# Which controls' tests must fail under each weakening (and every other test must still pass).
+# name -> the controls whose tests must fail under it.
 EXPECTED_FAILURES = {
     "plaintext": {"TLS-01", "TLS-05"},
     "oldtls": {"TLS-02"},
+    "defaultgroups": {"TLS-02"},
     "nopeercert": {"TLS-03"},
     "nohostcheck": {"TLS-04"},
     "guest": {"CRED-01"},
@@ -30,30 +39,47 @@ EXPECTED_FAILURES = {
     "pickleproducer": {"SER-03"},
     "novalidation": {"VAL-01", "VAL-02"},
     "bigmessages": {"VAL-03"},
-    "root": {"RUN-01"},
-    "writable": {"RUN-02"},
-    "caps": {"RUN-03"},
-    "nolimits": {"RUN-04"},
 }
 
-# Whole-line swaps in the broker's rabbitmq.conf (a conf.d file cannot undo e.g. `listeners.tcp = none`,
-# so the whole file is replaced).
+# name -> (controls that must fail, [(regular expression, replacement)] applied to compose.yaml's text).
+COMPOSE_EDITS = {
+    # "It needs root to write there": workers as uid 0, their writable places handed to root too (root without
+    # capabilities cannot write into the worker uid's /tmp or data volume, and would not start).
+    "compose-root": ({"RUN-01"}, [
+        (r'user: "{{ cookiecutter.worker_uid }}:{{ cookiecutter.worker_gid }}"', 'user: "0:0"'),
+        (r"uid={{ cookiecutter.worker_uid }},gid={{ cookiecutter.worker_gid }}", "uid=0,gid=0"),
+        (r"(- /tmp:size=64m,uid=0,gid=0,mode=0700)\n    volumes:\n      - data-\S+:/data",
+         r"\1\n      - /data:size=64m,uid=0,gid=0,mode=0700")]),
+    "compose-writable": ({"RUN-02"}, [(r"read_only: true", "read_only: false")]),
+    "compose-capabilities": ({"RUN-03"}, [(r"cap_drop: \[ALL\]", "cap_drop: []")]),
+    "compose-nolimits": ({"RUN-04"}, [(r"\n *(mem_limit|pids_limit|cpus): .*", "")]),
+    "compose-publicport": ({"TLS-01"}, [(r'"127\.0\.0\.1:\$\{BROKER_TLS_PORT', '"${BROKER_TLS_PORT')]),
+}
+
+# Line swaps in the broker's configuration files: {weakening: {file in broker/: {line: replacement}}}.
 CONFIG_SWAPS = {
-    "plaintext": {"listeners.tcp = none": "listeners.tcp.default = 5672"},
+    "plaintext": {"rabbitmq.conf": {"listeners.tcp = none": "listeners.tcp.default = 5672"}},
     # Defence in depth would still keep guest on loopback; the weakened stack lifts that too.
-    "guest": {"loopback_users.guest = true": "loopback_users = none"},
-    # TLS 1.1 back on, with the CBC/SHA-1 suite it needs (TLS 1.1 has no AEAD suites), as legacy clients demand.
-    "oldtls": {"ssl_options.honor_cipher_order = true": "ssl_options.honor_cipher_order = true\n"
-               "ssl_options.versions.3 = tlsv1.1\nssl_options.ciphers.10 = ECDHE-ECDSA-AES128-SHA"},
-    # Password-only clients: the broker neither asks for nor checks a client certificate.
-    "nopeercert": {"ssl_options.verify = verify_peer": "ssl_options.verify = verify_none",
-                   "ssl_options.fail_if_no_peer_cert = true": "ssl_options.fail_if_no_peer_cert = false"},
+    "guest": {"rabbitmq.conf": {"loopback_users.guest = true": "loopback_users = none"}},
     # "Our reports are bigger than 1 MiB": the limit raised 16-fold.
-    "bigmessages": {"max_message_size = 1048576": "max_message_size = 16777216"},
+    "bigmessages": {"rabbitmq.conf": {"max_message_size = 1048576": "max_message_size = 16777216"}},
+    # TLS 1.0 and 1.1 back on, with the CBC/SHA-1 suite they need (they have no AEAD suites), as legacy clients demand.
+    "oldtls": {"advanced.config": {
+        "{versions, ['tlsv1.3', 'tlsv1.2']},": "{versions, ['tlsv1.3', 'tlsv1.2', 'tlsv1.1', tlsv1]},",
+        '{ciphers, ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256",':
+            '{ciphers, ["ECDHE-ECDSA-AES128-SHA", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", '
+            '"TLS_AES_128_GCM_SHA256",'}},
+    # "Erlang's defaults are fine": the explicit key-exchange groups removed, so whatever the Erlang release offers
+    # is offered (on Erlang 25 that included binary curves; on 27, X448 and P-521 beyond the allowed three).
+    "defaultgroups": {"advanced.config": {"{eccs, [x25519, secp256r1, secp384r1]},": "",
+                                          "{supported_groups, [x25519, secp256r1, secp384r1]},": ""}},
+    # Password-only clients: the broker neither asks for nor checks a client certificate.
+    "nopeercert": {"advanced.config": {"{verify, verify_peer},": "{verify, verify_none},",
+                                       "{fail_if_no_peer_cert, true},": "{fail_if_no_peer_cert, false},"}},
 }
 
-# sitecustomize.py bodies for the worker containers (%-formatted: this file is itself a template, so no
-# double braces here).
+# sitecustomize.py bodies for the worker containers (%-formatted: this file is itself a template, so no double
+# braces here).
 PATCH_PICKLE = """
 import %(package)s.config as config, %(package)s.serialization as serialization
 _build = config.build_config
@@ -76,30 +102,55 @@ WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "
 def selected() -> str | None:
     name = os.environ.get(ENVIRONMENT_VARIABLE) or None
     if name is not None and name not in EXPECTED_FAILURES:
-        raise ValueError(f"{ENVIRONMENT_VARIABLE}={name!r} is not one of {sorted(EXPECTED_FAILURES)}")
+        raise ValueError(f"{ENVIRONMENT_VARIABLE}={name!r} is not one of {sorted(EXPECTED_FAILURES)} (the compose.yaml"
+                         f" edits {sorted(COMPOSE_EDITS)} are made to compose.yaml itself, not selected here)")
     return name
 
 
 class Weakening:
-    """Applies the selected weakening to container definitions built by tests.security.stack.Stack, and to
-    the suite's own producer (conftest's celery_client)."""
+    """The override file of the selected weakening, and the patch of the suite's own producer."""
 
-    def __init__(self, name: str | None, project_dir: Path, settings: dict):
-        self.name, self.project_dir, self.settings = name, project_dir, settings
-        self.scratch = ScratchFiles(f"weakened-{name}-") if name else None
+    def __init__(self, name: str, stack: settings.StackSettings):
+        self.name, self.stack = name, stack
+        self.scratch = ScratchFiles(f"weakened-{name}-")
         self.patches = pytest.MonkeyPatch()
 
-    def broker(self, container) -> None:
-        if self.name in CONFIG_SWAPS:
-            config = broker_config_swapped(self.project_dir, CONFIG_SWAPS[self.name])
-            remount(container, self.scratch.write("rabbitmq.conf", config, owner=(999, 999), mode=0o644),
-                    "/etc/rabbitmq/rabbitmq.conf")
-        definitions = json.loads((self.project_dir / "secrets" / "definitions.json").read_text())
-        vhosts, users, grants = self.settings["workers"]["vhosts"], definitions["users"], definitions["permissions"]
-        first_producer = next(grant for grant in grants if grant["user"] == f"{vhosts[0]}-producer")
+    def override_file(self) -> Path:
+        """A compose override file (in the scratch directory) holding this weakening's changes."""
+        services: dict = {}
+        override: dict = {"services": services}
+        for name, swaps in CONFIG_SWAPS.get(self.name, {}).items():
+            config = self.scratch.write(name, broker_config_swapped(self.stack.project_dir, swaps, name), mode=0o644)
+            services.setdefault("broker", {"volumes": []})["volumes"].append(f"{config}:/etc/rabbitmq/{name}:ro")
+        definitions = self.definitions()
+        if definitions is not None:
+            override["secrets"] = {"definitions": {"file": str(self.scratch.write("definitions.json",
+                                                                                   json.dumps(definitions)))}}
+        for vhost in self.stack.vhosts:
+            worker: dict = {}
+            if self.name in WORKER_PATCHES:
+                patch = self.scratch.write("sitecustomize.py", WORKER_PATCHES[self.name] % {"package": self.stack.package},
+                                           mode=0o644)
+                worker = {"volumes": [f"{patch}:/opt/weakened/sitecustomize.py:ro"],
+                          "environment": {"PYTHONPATH": "/opt/weakened:/app"}}
+            elif self.name == "envsecret":
+                # The usual shortcut: the password handed over in the environment, not only in its secret file.
+                password = (self.stack.project_dir / "secrets"
+                            / f"{self.stack.topology.user_name(vhost, 'worker')}.password").read_text().strip()
+                worker = {"environment": {"TASKS_BROKER_PASSWORD": password}}
+            if worker:
+                services[self.stack.worker_service(vhost)] = worker
+        return self.scratch.write("weakening.compose.yaml", yaml.safe_dump(override, sort_keys=False))
+
+    def definitions(self) -> dict | None:
+        if self.name not in ("guest", "crosstenant", "fullperms"):
+            return None
+        definitions = json.loads((self.stack.project_dir / "secrets" / "definitions.json").read_text())
+        vhosts, grants = self.stack.vhosts, definitions["permissions"]
+        first_producer = next(g for g in grants if g["user"] == self.stack.topology.user_name(vhosts[0], "producer"))
         if self.name == "guest":
-            users.append({"name": "guest", "password_hash": rabbitmq_password_hash("guest"),
-                          "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]})
+            definitions["users"].append({"name": "guest", "password_hash": rabbitmq_password_hash("guest"),
+                                         "hashing_algorithm": HASHING_ALGORITHM, "tags": ["administrator"]})
             definitions["vhosts"].append({"name": "/"})
             grants += [{"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
                        for vhost in ["/", *vhosts]]
@@ -108,50 +159,16 @@ class Weakening:
             foreign = vhosts[1] if len(vhosts) > 1 else "/"
             definitions["vhosts"] += [{"name": "/"}] if foreign == "/" else []
             grants.append(dict(first_producer, vhost=foreign))
-        elif self.name == "fullperms":
+        else:
             # The ubiquitous ".*" grant, e.g. because reply queues have unpredictable names.
             first_producer.update(configure=".*", write=".*", read=".*")
-        else:
-            return
-        weak = self.scratch.write("definitions.json", json.dumps(definitions), owner=(999, 999))
-        remount(container, weak, "/run/secrets/definitions.json")
+        return definitions
 
-    def worker(self, container, kwargs: dict) -> dict:
-        package = self.settings["package"]
-        if self.name in WORKER_PATCHES:
-            site = self.scratch.write("sitecustomize.py", WORKER_PATCHES[self.name] % {"package": package},
-                                      owner=(0, 0), mode=0o644)
-            container.with_volume_mapping(str(site), "/opt/weakened/sitecustomize.py", "ro")
-            container.with_env("PYTHONPATH", "/opt/weakened:/app")
-        elif self.name == "root":
-            kwargs["user"] = "0:0"
-            for path in ("/tmp", "/data"):
-                container.tmpfs[path] = "size=64m,uid=0,gid=0,mode=0700"
-            # root without capabilities cannot read files owned by the worker uid: hand it root-owned copies.
-            remapped = {}
-            for host, mount in container.volumes.items():
-                copy = self.scratch.write(f"root-{Path(host).name}", Path(host).read_text(), owner=(0, 0))
-                remapped[str(copy)] = mount
-            container.volumes = remapped
-        elif self.name == "caps":
-            kwargs.pop("cap_drop", None)
-        elif self.name == "writable":
-            kwargs["read_only"] = False
-        elif self.name == "nolimits":
-            kwargs.pop("mem_limit", None)
-            kwargs.pop("pids_limit", None)
-        elif self.name == "envsecret":
-            # The usual shortcut: the password handed over in the environment, not only in its secret file.
-            password = next(host for host, mount in container.volumes.items()
-                            if mount["bind"] == "/run/secrets/broker_password")
-            container.with_env("TASKS_BROKER_PASSWORD", Path(password).read_text().strip())
-        return kwargs
-
-    def producer(self) -> None:
-        """The suite's own producer (this process's celery app) is part of the test stack too."""
+    def patch_producer(self) -> None:
+        """The suite's own producer (this process's Celery app) is part of the test stack too."""
         if self.name == "pickleproducer":
             # A producer that kept kombu's pickle codec and lost its JSON-only guard.
-            validation = importlib.import_module(f"{self.settings['package']}.validation")
+            validation = importlib.import_module(f"{self.stack.package}.validation")
             self.patches.setattr(validation, "require_json", lambda serializer: None)
             register_pickle()
 
@@ -159,5 +176,5 @@ class Weakening:
         self.patches.undo()
         if self.name == "pickleproducer" and "pickle" in registry.name_to_type:
             registry.unregister("pickle")
-        if self.scratch:
-            self.scratch.remove()
+        self.scratch.remove()
+

@@ -1,0 +1,112 @@
+"""The stack under test: the project's own compose.yaml (plus, for an altered stack, override files layered on
+top), brought up under a test project name and a free loopback port, so a stack the user runs is never touched.
+
+The security suite, the resilience suite and the benchmark all start stacks through here; none of them
+describes a container itself. Extra containers (a probe, a worker with a test's settings) are `compose run`s of
+a shipped service, changed only where the test says so.
+"""
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from tests.harness.readiness import BROKER_READY, WORKER_READY, wait_for_log
+from tools import file_access, images, settings
+from tools.broker_client import Endpoint
+from tools.compose import ComposeProject
+
+
+def shipped_worker_command(image: str) -> list[str]:
+    """The worker image's own CMD (`celery --app <package>.celery_app worker <flags>`): a test that runs the worker
+    differently starts from it rather than copying its flags, so it cannot drift from what ships."""
+    command = docker.from_env().images.get(image).attrs["Config"]["Cmd"]
+    assert command[:2] == ["celery", "--app"] and command[3] == "worker", command
+    return list(command)
+
+
+def free_loopback_port() -> int:
+    with closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class StackUnderTest:
+    stack: settings.StackSettings
+    project: ComposeProject
+    broker_port: int
+    management_port: int
+    secrets_dir: Path | None = None                 # passwords of the users tests log in as (default secrets/)
+    one_offs: list = field(default_factory=list)    # containers started by run_one_off, removed by stop()
+
+    @property
+    def project_dir(self) -> Path:
+        return self.stack.project_dir
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.project_dir, port=self.broker_port, secrets_dir=self.secrets_dir)
+
+    @property
+    def broker(self):
+        return self.project.container("broker")
+
+    @property
+    def workers(self) -> dict:
+        return {vhost: self.project.container(self.stack.worker_service(vhost)) for vhost in self.stack.vhosts}
+
+    def services(self) -> dict:
+        """Every long-running container of the stack, by compose service name."""
+        return {"broker": self.broker, **{self.stack.worker_service(v): w for v, w in self.workers.items()}}
+
+    def start(self, *services: str) -> "StackUnderTest":
+        """`up` the given services (default: all but the tools profile); ready once each logged its readiness."""
+        self.project.down()                         # leftovers of an interrupted run under the same name
+        self.project.up(*services, wait=False)
+        wait_for_log(self.broker, BROKER_READY, timeout=120)
+        workers = [self.project.container(self.stack.worker_service(v)) for v in self.stack.vhosts
+                   if not services or self.stack.worker_service(v) in services]
+        if workers:
+            with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+                list(pool.map(lambda worker: wait_for_log(worker, WORKER_READY, timeout=90), workers))
+        return self
+
+    def run_one_off(self, service: str, *command: str, env: dict | None = None, volumes: dict | None = None,
+                    secret_files: dict[Path, int] | None = None):
+        """A `compose run` of a shipped service with only the given changes; removed by stop(). `secret_files`
+        ({host file: container uid}) are extra secrets the container reads, granted to that uid alone."""
+        for path, uid in (secret_files or {}).items():
+            file_access.grant_read(path, {uid})
+        container = self.project.run_one_off(service, *command, env=env, volumes=volumes)
+        self.one_offs.append(container)
+        return container
+
+    def remove(self, container) -> None:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        if container in self.one_offs:
+            self.one_offs.remove(container)
+
+    def stop(self) -> None:
+        for container in list(self.one_offs):
+            self.remove(container)
+        self.project.down()
+
+
+def stack_under_test(project_dir: Path, purpose: str, overrides: tuple[Path, ...] = (), variables: dict | None = None,
+                     secrets_dir: Path | None = None) -> StackUnderTest:
+    """Build the images if needed (cached after the first time) and describe the test stack for `purpose`
+    (its compose project is `<project>-test-<purpose>`); call .start() to bring it up, .stop() to remove it."""
+    images.build_images(project_dir)
+    stack = settings.load(project_dir)
+    ports = {"BROKER_TLS_PORT": str(free_loopback_port()), "MANAGEMENT_PORT": str(free_loopback_port())}
+    files = (stack.project_dir / "compose.yaml", *overrides)
+    project = ComposeProject(stack.project_dir, f"{stack.project}-test-{purpose}", files,
+                             {**ports, **(variables or {})})
+    return StackUnderTest(stack, project, int(ports["BROKER_TLS_PORT"]), int(ports["MANAGEMENT_PORT"]),
+                          secrets_dir=secrets_dir)

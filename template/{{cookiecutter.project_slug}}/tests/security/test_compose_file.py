@@ -1,0 +1,85 @@
+"""compose.yaml itself, as compose reads it: every service hardened, only the TLS port published and only on
+loopback, no secret in the environment, a service pair per vhost (TLS-01, CRED-04, RUN-01..04). The live tests
+prove the same on running containers; these name the line to fix before anything starts."""
+from pathlib import Path
+
+import pytest
+
+from tools import settings
+from tools.compose import ComposeProject
+
+controls = pytest.mark.controls
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model() -> dict:
+    stack = settings.load(PROJECT_DIR)
+    return ComposeProject(stack.project_dir, stack.project).config()
+
+
+@pytest.fixture(scope="module")
+def stack() -> settings.StackSettings:
+    return settings.load(PROJECT_DIR)
+
+
+@controls("TLS-01")
+def test_only_the_tls_ports_are_published_and_only_on_loopback(model, stack, record_property):
+    published = [(name, port.get("host_ip"), port["target"]) for name, service in model["services"].items()
+                 for port in service.get("ports", [])]
+    record_property("evidence", f"published: {published}")
+    expected = [("broker", "127.0.0.1", 5671)] + ([("broker", "127.0.0.1", 15671)] if stack.management == "https" else [])
+    assert sorted(published) == sorted(expected)
+
+
+@controls("RUN-01")
+def test_every_service_runs_as_a_fixed_non_root_user(model, record_property):
+    users = {name: service.get("user") for name, service in model["services"].items()}
+    record_property("evidence", f"users: {users}")
+    for name, user in users.items():
+        uid, _, gid = str(user or "").partition(":")
+        assert uid.isdigit() and gid.isdigit() and int(uid) > 0 and int(gid) > 0, f"{name}: user {user!r}"
+
+
+@controls("RUN-02")
+def test_every_service_has_a_read_only_root_filesystem(model):
+    for name, service in model["services"].items():
+        assert service.get("read_only") is True, name
+
+
+@controls("RUN-03")
+def test_every_service_drops_all_capabilities_and_new_privileges(model):
+    for name, service in model["services"].items():
+        assert service.get("cap_drop") == ["ALL"] and not service.get("cap_add"), name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert not service.get("privileged"), name
+
+
+@controls("RUN-04")
+def test_every_service_has_memory_and_process_limits(model, record_property):
+    limits = {name: (service.get("mem_limit"), service.get("pids_limit")) for name, service in model["services"].items()}
+    record_property("evidence", f"(memory bytes, pids): {limits}")
+    for name, (memory, pids) in limits.items():
+        assert memory and int(memory) > 0 and pids and int(pids) > 0, name
+
+
+@controls("CRED-04")
+def test_secrets_are_files_never_environment_values(model):
+    for name, service in model["services"].items():
+        for key in service.get("environment") or {}:
+            assert not any(word in key.upper() for word in ("PASS", "SECRET", "TOKEN", "KEY")), f"{name}: {key}"
+    for name, secret in model.get("secrets", {}).items():
+        assert set(secret) == {"name", "file"} or "file" in secret, f"secret {name} is not a file: {secret}"
+
+
+@controls("CRED-02")
+def test_each_vhost_has_its_own_worker_and_producer_identity(model, stack):
+    """stack.toml and compose.yaml agree: every vhost has its services, logging in as that vhost's own users."""
+    for vhost in stack.vhosts:
+        for service_name, role in ((stack.worker_service(vhost), "worker"), (stack.producer_service(vhost), "producer")):
+            service = model["services"].get(service_name)
+            assert service is not None, f"stack.toml lists vhost {vhost} but compose.yaml has no {service_name}"
+            url = service["environment"]["TASKS_BROKER_URL"]
+            assert url.startswith(f"amqps://{stack.topology.user_name(vhost, role)}@") and url.endswith(f"/{vhost}"), url
+            sources = {entry["source"] for entry in service["secrets"]}
+            assert f"{vhost}_{role}_password" in sources, f"{service_name} mounts {sorted(sources)}"
