@@ -2,7 +2,7 @@
 import inspect
 from typing import Any, Mapping, Sequence
 
-from celery import Celery, Task
+from celery import Celery, Task, bootsteps
 from pydantic import BaseModel, ValidationError
 
 from . import errors
@@ -76,3 +76,13 @@ def require_schemas(app: Celery) -> None:
         fields = list(schema.model_fields)
         if params != fields:
             raise errors.ImproperlyConfigured(errors.SCHEMA_MISMATCH.format(name=name, fields=fields, params=params))
+
+
+class RequireSchemas(bootsteps.Step):
+    """Worker bootstep: the worker refuses to start while any task lacks a matching schema (VAL-01). It runs when
+    the worker is built, after every module that registers tasks was imported and before any message is taken;
+    raising here stops the worker (a signal handler could not: Celery logs and ignores their exceptions)."""
+
+    def __init__(self, worker, **kwargs):
+        require_schemas(worker.app)
+        super().__init__(worker, **kwargs)

@@ -1,4 +1,6 @@
 """Every task validates its arguments before the body runs (VAL-01, VAL-02)."""
+from types import SimpleNamespace
+
 import pytest
 from pydantic import BaseModel
 
@@ -6,7 +8,7 @@ from {{ cookiecutter.package_name }} import errors
 from {{ cookiecutter.package_name }}.celery_app import app
 from {{ cookiecutter.package_name }}.tasks.arithmetic import add
 from {{ cookiecutter.package_name }}.tasks.reports import sum_chunk
-from {{ cookiecutter.package_name }}.validation import ValidatedTask, require_schemas, validate_arguments
+from {{ cookiecutter.package_name }}.validation import RequireSchemas, ValidatedTask, require_schemas, validate_arguments
 
 pytestmark = pytest.mark.controls("VAL-01", "VAL-02")
 
@@ -65,9 +67,28 @@ def test_error_message_does_not_echo_input():
 
 
 def test_every_registered_task_has_a_schema():
-    require_schemas(app)  # the app's own tasks pass
+    require_schemas(app)  # the app's own tasks pass (nothing checked them at import)
     ours = [name for name in app.tasks if not name.startswith("celery.")]
     assert len(ours) >= 7
+
+
+def test_the_worker_runs_the_schema_check_when_it_is_built():
+    assert RequireSchemas in app.steps["worker"]
+
+
+def test_worker_start_is_refused_while_a_task_lacks_a_schema():
+    worker = SimpleNamespace(app=app)
+
+    @app.task(name="{{ cookiecutter.package_name }}.tasks.unchecked", shared=False)
+    def unchecked(value):
+        return value
+
+    try:
+        with pytest.raises(errors.ImproperlyConfigured, match="'{{ cookiecutter.package_name }}.tasks.unchecked' declares no input schema"):
+            RequireSchemas(worker)
+    finally:
+        del app.tasks["{{ cookiecutter.package_name }}.tasks.unchecked"]
+    RequireSchemas(worker)                        # without it, the worker is built
 
 
 def test_task_without_schema_is_a_startup_error():
