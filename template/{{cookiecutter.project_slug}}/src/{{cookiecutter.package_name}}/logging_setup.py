@@ -5,6 +5,7 @@ import os
 
 from celery import signals
 from celery._state import get_current_task
+from celery.worker import request
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,3 +33,6 @@ def configure_logging(**_):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+    # Celery decides once, at import, whether a request logs its DEBUG lines ("Task accepted: ..."); decide again
+    # now that the level is known, so LOG_LEVEL=DEBUG shows them.
+    request.__optimize__()

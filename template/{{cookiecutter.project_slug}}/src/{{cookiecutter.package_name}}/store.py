@@ -13,13 +13,21 @@ CREATE TABLE IF NOT EXISTS outbox (notification_id TEXT PRIMARY KEY, recipient T
 """
 
 
+# A short busy timeout: contention surfaces as OperationalError, which the retrying tasks back off on.
+DEFAULT_BUSY_TIMEOUT_SECONDS = 2.0
+
+
 def database_path() -> Path:
     return Path(os.environ.get("APP_DATA_DIR", "/data")) / "app.sqlite3"
 
 
+def busy_timeout() -> float:
+    """How long a write waits for a lock held by another process (APP_STORE_BUSY_TIMEOUT seconds)."""
+    return float(os.environ.get("APP_STORE_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT_SECONDS))
+
+
 def connect() -> sqlite3.Connection:
-    # A short busy timeout: contention surfaces as OperationalError, which the retrying tasks back off on.
-    connection = sqlite3.connect(database_path(), timeout=2.0, isolation_level=None)
+    connection = sqlite3.connect(database_path(), timeout=busy_timeout(), isolation_level=None)
     connection.executescript(SCHEMA)
     return connection
 

@@ -1,36 +1,36 @@
-"""The resilience rig: the hardened stack of tests.security.stack, with what fault tests need on top.
+"""The resilience rig: the shipped compose stack (tests/harness), with what fault tests need on top.
 
-* Dedicated test vhosts (one per concern, so tests cannot see each other's messages), defined in a
-  definitions file and password files kept in a temporary directory: the project's own secrets/ and its
-  production limits are never touched. The `flood` vhost has small queue and connection limits.
-* The broker keeps /var/lib/rabbitmq on a docker volume instead of a tmpfs (a tmpfs is emptied when the
-  container stops, which would lose every persistent message on a broker restart) and publishes its TLS
-  port on a fixed loopback port, so clients reconnect to the same address after a restart.
-* Workers can share a host directory as /data (their SQLite store), so the test reads the side effects.
+* Dedicated test vhosts (one per concern, so tests cannot see each other's messages), defined in a definitions
+  file and password files of a temporary directory that rig.compose.yaml mounts over the project's own: the
+  project's secrets/ and its production limits are never touched. The `flood` vhost has small queue and
+  connection limits.
+* The broker keeps /var/lib/rabbitmq on its compose volume, so persistent messages survive a restart, and its TLS
+  port stays on the same loopback port, so clients reconnect to the same address.
+* Workers are `compose run`s of the shipped worker service, pointed at a test vhost: only their broker URL, their
+  password file and /data (a host directory, so a test reads the side effects) differ, plus what a test adds.
 """
 import json
-import os
-import socket
 import sqlite3
-import tempfile
 import time
 import uuid
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import pika
 from celery import Celery
 
-from tests.security.stack import BROKER_READY, WORKER_READY, Stack, StartupFailed, wait_for_log
-from tools import credentials
+from tests.harness.readiness import BROKER_READY, WORKER_READY, StartupFailed, logs, wait_for_log
+from tests.harness.scratch import ScratchFiles
+from tests.harness.stack_under_test import StackUnderTest, stack_under_test
+from tools import credentials, file_access, settings
 from tools.broker_client import Endpoint
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 ADD = f"{PACKAGE}.tasks.arithmetic.add"
 RECORD_PAYMENT = f"{PACKAGE}.tasks.payments.record_payment"
 ACTIVATE_ACCOUNT = f"{PACKAGE}.tasks.accounts.activate_account"
+OVERRIDE_FILE = Path(__file__).with_name("rig.compose.yaml")
 
 # One vhost per concern. `flood` gets small limits so a flood is cheap to stage; the others keep production's.
 FLOOD_QUEUE_MAX_LENGTH = 20
@@ -41,165 +41,148 @@ TEST_VHOSTS = {
 }
 
 
-def free_loopback_port() -> int:
-    with closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class RigEndpoint(Endpoint):
-    """An Endpoint whose passwords come from the rig's own secrets directory."""
-
-    secrets_dir: Path = Path()
-
-    def password(self, vhost: str, role: str) -> str:
-        return credentials.password_path(self.secrets_dir, vhost, role).read_text(encoding="utf-8").strip()
-
-
 @dataclass
-class ResilienceStack(Stack):
-    secrets_dir: Path = Path()
-    broker_volume: str = ""
-    broker_port: int = 0
-    temporary: list = field(default_factory=list)
+class Rig:
+    under_test: StackUnderTest
+    scratch: ScratchFiles
 
     @property
-    def endpoint(self) -> RigEndpoint:
-        return RigEndpoint(self.project_dir, port=self.broker_port, secrets_dir=self.secrets_dir)
+    def stack(self) -> settings.StackSettings:
+        return self.under_test.stack
 
-    def broker_container(self, **overrides):
-        container = super().broker_container(**overrides)
-        # Durable state on a volume: persistent messages survive a restart of the container.
-        del container.tmpfs["/var/lib/rabbitmq"]
-        container.with_volume_mapping(self.broker_volume, "/var/lib/rabbitmq", "rw")
-        container.ports["5671/tcp"] = ("127.0.0.1", self.broker_port)
-        default_definitions = str(self.project_dir / "secrets" / "definitions.json")
-        del container.volumes[default_definitions]
-        container.with_volume_mapping(str(self.secrets_dir / "definitions.json"), "/run/secrets/definitions.json",
-                                      "ro")
-        return container
+    @property
+    def project_dir(self) -> Path:
+        return self.stack.project_dir
 
-    def worker_container(self, vhost: str, role: str = "worker", data_dir: Path | None = None,
-                         command: list[str] | None = None, env: dict | None = None,
-                         mounts: dict[str, str] | None = None, **overrides):
-        container = super().worker_container(vhost, role, **overrides)
-        del container.volumes[str(self.project_dir / "secrets" / f"{vhost}-{role}.password")]
-        container.with_volume_mapping(str(credentials.password_path(self.secrets_dir, vhost, role)),
-                                      "/run/secrets/broker_password", "ro")
-        if data_dir is not None:              # shared with the host (and other workers): side effects visible
-            del container.tmpfs["/data"]
-            container.with_volume_mapping(str(data_dir), "/data", "rw")
-        if command is not None:
-            container.with_command(command)
-        for name, value in (env or {}).items():
-            container.with_env(name, value)
-        for source, target in (mounts or {}).items():       # test-only files, read-only
-            container.with_volume_mapping(source, target, "ro")
-        return container
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.under_test.endpoint
 
-    def start_worker(self, vhost: str, **options):
-        worker = self.run(self.worker_container(vhost, **options))
-        wait_for_log(worker, WORKER_READY, timeout=60)
+    @property
+    def broker(self):
+        return self.under_test.broker
+
+    def start_worker(self, vhost: str, data_dir: Path | None = None, command: tuple[str, ...] = (),
+                     env: dict | None = None, mounts: dict[str, str] | None = None):
+        """The shipped worker service, logged in as `<vhost>-worker` of a test vhost; ready once it consumes."""
+        user = self.stack.topology.user_name(vhost, "worker")
+        password = self.endpoint.password_file(vhost, "worker")
+        volumes = {str(password): "/run/secrets/broker_password:ro", str(data_dir or shared_data_dir(self)): "/data",
+                   **{source: f"{target}:ro" for source, target in (mounts or {}).items()}}
+        worker = self.under_test.run_one_off(
+            self.stack.worker_service(self.stack.vhosts[0]), *command,
+            env={"TASKS_BROKER_URL": f"amqps://{user}@{self.stack.broker_host}:5671/{vhost}", **(env or {})},
+            volumes=volumes, secret_files={password: self.stack.worker_uid})
+        wait_for_log(worker, WORKER_READY, timeout=90)
         return worker
 
     def remove(self, container) -> None:
-        """Remove one container now (stop() skips containers that are already gone)."""
-        wrapped = container.get_wrapped_container()
-        try:
-            wrapped.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        if container in self.started:
-            self.started.remove(container)
+        self.under_test.remove(container)
 
     def kill_broker(self) -> None:
-        self.broker.get_wrapped_container().kill()          # SIGKILL: no clean shutdown, no flush on exit
+        self.broker.kill()          # SIGKILL: no clean shutdown, no flush on exit (and no restart by its policy)
 
-    def start_broker_again(self, timeout: float = 90) -> float:
-        """Start the same broker container again and wait for its *second* readiness line."""
-        wrapped = self.broker.get_wrapped_container()
-        seen = wrapped.logs().decode(errors="replace").count(BROKER_READY)
-        wrapped.start()
+    def start_broker_again(self, timeout: float = 120) -> float:
+        """Start the same broker container again and wait for its *next* readiness line."""
+        broker = self.broker
+        seen = logs(broker).count(BROKER_READY)
         started = time.monotonic()
-        while True:
-            wrapped.reload()
-            if wrapped.logs().decode(errors="replace").count(BROKER_READY) > seen:
-                return time.monotonic() - started
-            if wrapped.status in ("exited", "dead") or time.monotonic() - started > timeout:
-                raise StartupFailed(f"broker did not come back (status {wrapped.status})")
-            time.sleep(0.2)
+        broker.start()
+        try:
+            wait_for_log(broker, BROKER_READY, timeout=timeout, occurrences=seen + 1)
+        except StartupFailed as exc:
+            raise StartupFailed(f"the broker did not come back: {exc}") from None
+        return time.monotonic() - started
 
     def stop(self) -> None:
-        super().stop()
-        client = docker.from_env()
         try:
-            client.volumes.get(self.broker_volume).remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        for directory in self.temporary:
-            directory.cleanup()
+            self.under_test.stop()
+        finally:
+            self.scratch.remove()
 
 
-def write_rig_secrets(secrets_dir: Path, settings: dict, topology) -> None:
+def start_rig(project_dir: Path) -> Rig:
+    """The shipped stack's broker, with the test vhosts' definitions; each test starts the workers it needs."""
+    scratch = ScratchFiles("resilience-rig-")
+    secrets_dir = scratch.directory("secrets")
+    stack = settings.load(project_dir)
+    write_rig_secrets(secrets_dir, stack)
+    under_test = stack_under_test(project_dir, "resilience", overrides=(OVERRIDE_FILE,),
+                                  variables={"RIG_SECRETS_DIR": str(secrets_dir)}, secrets_dir=secrets_dir)
+    rig = Rig(under_test, scratch)
+    try:
+        under_test.start("broker")
+        return rig
+    except BaseException:
+        rig.stop()
+        raise
+
+
+def write_rig_secrets(secrets_dir: Path, stack: settings.StackSettings) -> None:
     """Passwords for the test vhosts and a definitions file for them, with the flood vhost's small limits."""
-    app_owner = (settings["workers"]["uid"], settings["workers"]["gid"])
-    broker_owner = (settings["broker"]["uid"], settings["broker"]["gid"])
     vhosts = list(TEST_VHOSTS)
-    passwords = credentials.ensure_passwords(secrets_dir, vhosts, topology.ROLES,
-                                             {"worker": app_owner, "producer": app_owner})
-    definitions = credentials.build_definitions(vhosts, passwords, topology,
+    passwords = credentials.ensure_passwords(secrets_dir, vhosts, stack.topology)
+    definitions = credentials.build_definitions(vhosts, passwords, stack.topology,
                                                 overrides={v: o for v, o in TEST_VHOSTS.items() if o})
     for permission in definitions["permissions"]:
         # Remote control needs the pidbox exchanges and per-node queues, which production's permissions deny:
         # only the `consumer` test vhost allows them (test_consumer_restart drives consumers through it).
         if permission["vhost"] == "consumer" and not permission["user"].endswith("-auditor"):
             permission.update(configure=".*", write=".*", read=".*")
-    credentials.write_private_file(secrets_dir / "definitions.json", json.dumps(definitions), broker_owner)
+    credentials.write_private_file(secrets_dir / "definitions.json", json.dumps(definitions))
 
 
-def shared_data_dir(stack: ResilienceStack) -> Path:
-    """A host directory the workers (uid from stack.toml) write their SQLite store to."""
-    holder = tempfile.TemporaryDirectory(prefix="resilience-data-")
-    stack.temporary.append(holder)
-    path = Path(holder.name)
-    if os.geteuid() == 0:
-        os.chown(path, stack.settings["workers"]["uid"], stack.settings["workers"]["gid"])
-    os.chmod(path, 0o700)
+def shared_data_dir(rig: Rig) -> Path:
+    """A host directory a worker (uid from stack.toml) keeps its SQLite store in and the test reads: owned by
+    whoever runs the tests, writable by the worker uid alone besides (an ACL entry), root or not."""
+    path = rig.scratch.path / f"data-{uuid.uuid4().hex[:8]}"
+    path.mkdir(mode=0o700)
+    file_access.grant(path, {rig.stack.worker_uid}, file_access.READ | file_access.WRITE | file_access.EXECUTE)
     return path
 
 
 def rows(data_dir: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a worker's store, read-only; none while the store (or its tables) does not exist yet."""
     path = data_dir / "app.sqlite3"
     if not path.exists():
         return []
-    with closing(sqlite3.connect(path, timeout=10)) as connection:
-        return connection.execute(sql, params).fetchall()
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as connection:
+        try:
+            return connection.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):          # the worker is creating the store right now
+                return []
+            raise
+
+
+def count(data_dir: Path, table: str) -> int:
+    found = rows(data_dir, f"SELECT count(*) FROM {table}")  # nosec B608 - table names are the tests' own
+    return found[0][0] if found else 0
 
 
 # --------------------------------------------------------------------------------------------- clients
 
-def celery_client(stack: ResilienceStack, vhost: str, role: str = "producer") -> Celery:
-    """A private Celery app configured exactly like the project's (build_config), as `<vhost>-producer`.
+def celery_client(rig: Rig, vhost: str, role: str = "producer") -> Celery:
+    """A private Celery app configured exactly like the project's (build_config), as `<vhost>-<role>`.
 
     Not the project's module-level app: that one belongs to the security suite's session.
     """
     from {{ cookiecutter.package_name }}.config import build_config
     from {{ cookiecutter.package_name }}.settings import BrokerSettings
-    pki = stack.project_dir / "pki"
-    settings = BrokerSettings(
-        url=f"amqps://{vhost}-{role}@127.0.0.1:{stack.broker_port}/{vhost}",
-        password_file=credentials.password_path(stack.secrets_dir, vhost, role),
+    pki = rig.project_dir / "pki"
+    broker = BrokerSettings(
+        url=f"amqps://{rig.stack.topology.user_name(vhost, role)}@127.0.0.1:{rig.under_test.broker_port}/{vhost}",
+        password_file=rig.endpoint.password_file(vhost, role),
         ca_file=pki / "ca.crt", cert_file=pki / f"{role}.crt", key_file=pki / f"{role}.key",
-        result_backend="rpc", tls_server_name=stack.settings["broker"]["host"],
+        result_backend="rpc", tls_server_name=rig.stack.broker_host,
     )
     app = Celery(f"resilience-{vhost}", set_as_current=False)
-    app.conf.update(build_config(settings))
+    app.conf.update(build_config(broker))
     return app
 
 
 def task_message(task: str | None, args=(), kwargs=None, *, task_id: str | None = None,
-                 reply_to: str | None = None, body: bytes | None = None, **header_changes) -> tuple[bytes, dict, str]:
+                 body: bytes | None = None, **header_changes) -> tuple[bytes, dict, str]:
     """A Celery protocol-2 message as (body, headers, task id); header_changes=None removes a header."""
     task_id = task_id or str(uuid.uuid4())
     headers = {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
@@ -243,22 +226,6 @@ def purge(endpoint: Endpoint, vhost: str) -> None:
         connection.channel().queue_purge("dead-letters")
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def logs(container) -> str:
-    return container.get_wrapped_container().logs().decode(errors="replace")
-
-
 def is_running(container) -> bool:
-    wrapped = container.get_wrapped_container()
-    wrapped.reload()
-    return wrapped.status == "running"
+    container.reload()
+    return container.status == "running"

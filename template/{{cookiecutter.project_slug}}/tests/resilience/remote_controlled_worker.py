@@ -16,7 +16,7 @@ if os.environ.get("STOCK_CONSUMER") == "1":
     app.conf.worker_consumer = "{{ cookiecutter.package_name }}.intake:DeadLetteringConsumer"
 
 if __name__ == "__main__":
-    # argv: the image's own command line (tests.security.stack.shipped_worker_command) plus a node name the
+    # argv: the image's own command line (tests.harness.stack_under_test.shipped_worker_command) plus a node name the
     # test can address; `--app` imports the module changed above.
     sys.argv = sys.argv[1:]
     sys.exit(main())

@@ -8,8 +8,8 @@ result backend's reply queues are transient and do not survive a broker restart 
 """
 import pytest
 
-from tests.resilience.harness import (ACTIVATE_ACCOUNT, RECORD_PAYMENT, celery_client, logs, queue_depth, rows,
-                                      shared_data_dir, wait_until)
+from tests.harness.readiness import logs, wait_until
+from tests.resilience.harness import ACTIVATE_ACCOUNT, RECORD_PAYMENT, celery_client, count, queue_depth, shared_data_dir
 
 VHOST = "restart"
 CONNECTED = f"Connected to amqps://{VHOST}-worker"
@@ -28,8 +28,7 @@ def publish_tasks(rig, first_id: int, count: int) -> int:
 
 
 def side_effects(data_dir) -> int:
-    return (rows(data_dir, "SELECT count(*) FROM accounts")[0][0] if (data_dir / "app.sqlite3").exists() else 0) + \
-           (rows(data_dir, "SELECT count(*) FROM payments")[0][0] if (data_dir / "app.sqlite3").exists() else 0)
+    return count(data_dir, "accounts") + count(data_dir, "payments")
 
 
 def persistent_flags(rig) -> set[int]:
@@ -74,15 +73,14 @@ def test_running_worker_reconnects_over_tls_by_itself_and_drains_the_queue(rig, 
     data_dir = shared_data_dir(rig)
     worker = workers(VHOST, data_dir=data_dir)
     assert logs(worker).count(CONNECTED) == 1
-    wrapped = worker.get_wrapped_container()
     count = 60
-    wrapped.pause()                                       # connected but not consuming: the tasks stay queued
+    worker.pause()                                       # connected but not consuming: the tasks stay queued
     try:
         publish_tasks(rig, 10_001, count)
         rig.kill_broker()
         rig.start_broker_again()
     finally:
-        wrapped.unpause()
+        worker.unpause()
     wait_until(lambda: side_effects(data_dir) == count, timeout=150, what=f"{count} side effects")
     assert logs(worker).count(CONNECTED) == 2, "the worker did not reconnect by itself"
     record_property("evidence", f"worker reconnected over TLS after a broker crash and ran all {count} tasks")

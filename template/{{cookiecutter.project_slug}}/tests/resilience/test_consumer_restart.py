@@ -6,14 +6,20 @@ full, until the next heartbeat (11-29 s with broker_heartbeat = 30). Cause: thos
 TLS record as `consume-ok` and stay decrypted inside the SSL object, where the event loop's poll cannot see them.
 Fix: src/<package>/tls_buffer.py. Remote control is off in the project: the test worker turns it on
 (remote_controlled_worker.py) and the `consumer` test vhost allows the pidbox (harness.py).
+
+Both tests are diagnostics (`pytest -m diagnostic`), outside the gate: whether a restart leaves deliveries in the
+TLS buffer depends on how the broker happens to batch its frames (about 6 restarts in 10 on RabbitMQ 3.10, none in
+10 seen on 4.0), and a stall can only be told from a slow restart by a clock. The gate's proof of the fix is
+tests/unit/test_tls_buffer.py, on a real loopback TLS connection, with no timing involved.
 """
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.resilience.harness import ADD, celery_client, logs, publish, queue_depth, task_message, wait_until
-from tests.security.stack import shipped_worker_command
+from tests.harness.readiness import logs, wait_until
+from tests.harness.stack_under_test import shipped_worker_command
+from tests.resilience.harness import ADD, celery_client, publish, queue_depth, task_message
 
 VHOST = "consumer"
 ENTRY_POINT = Path(__file__).with_name("remote_controlled_worker.py")
@@ -64,13 +70,14 @@ def restart_pauses(rig, node: str, restarts: int, stop_at_first_stall: bool = Fa
 
 
 def remote_controlled_worker(rig, workers, node: str, stock: bool):
-    command = shipped_worker_command(rig.settings["images"]["worker"]) + ["--hostname", node]
-    return workers(VHOST, command=["python3", "/opt/test-hooks/remote_controlled_worker.py", *command],
+    command = shipped_worker_command(rig.stack.images.worker) + ["--hostname", node]
+    return workers(VHOST, command=("python3", "/opt/test-hooks/remote_controlled_worker.py", *command),
                    env={"PYTHONPATH": "/app:/opt/test-hooks", "STOCK_CONSUMER": str(int(stock))},
                    mounts={str(ENTRY_POINT): "/opt/test-hooks/remote_controlled_worker.py"})
 
 
 @pytest.mark.live
+@pytest.mark.diagnostic
 def test_without_the_fix_a_consumer_restart_stalls_over_tls(rig, workers, clean_vhost, record_property):
     """The stall is real (and this test can see it): the consumer without tls_buffer.py stalls within 10 tries
     (each restart stalls with probability about 0.6 here, so missing it 10 times is about 1 in 10,000)."""
@@ -84,6 +91,7 @@ def test_without_the_fix_a_consumer_restart_stalls_over_tls(rig, workers, clean_
 
 
 @pytest.mark.live
+@pytest.mark.diagnostic
 def test_consumer_restarts_over_tls_with_prefetch_1_do_not_stall(rig, workers, clean_vhost, record_property):
     clean_vhost(VHOST)
     worker = remote_controlled_worker(rig, workers, "project@consumer", stock=False)

@@ -10,8 +10,8 @@ import zlib
 import pika
 import pytest
 
-from tests.resilience.harness import (ADD, PACKAGE, celery_client, is_running, logs, publish, task_message,
-                                      wait_until)
+from tests.harness.readiness import logs, wait_until
+from tests.resilience.harness import ADD, PACKAGE, celery_client, is_running, publish, task_message
 from tools.broker_client import PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, drain_dead_letters
 
 VHOST = "hostile"
@@ -116,7 +116,7 @@ def test_every_hostile_message_is_dead_lettered_or_logged_and_the_worker_survive
     assert all(reasons == ["rejected"] for reasons in letters.values()), letters
     assert f"Discarding revoked task: {ADD}[{expired[2]}]" in worker_log
     assert "Unrecoverable error" not in worker_log
-    assert worker.exec(["test", "-e", PICKLE_CANARY_PATH]).exit_code != 0, "a payload was deserialized"
+    assert worker.exec_run(["test", "-e", PICKLE_CANARY_PATH]).exit_code != 0, "a payload was deserialized"
     # ...and each one also left a log line naming it: the intake hook's (message id) or a task failure (task id).
     for name, spec in messages.items():
         assert f"message_id='corpus-{name}'" in worker_log or f"[{spec['task_id']}] raised" in worker_log, \
