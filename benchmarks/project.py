@@ -26,21 +26,25 @@ def bake(output_dir: Path) -> tuple[Path, float]:
     return projects[0], elapsed
 
 
-def use(project_dir: Path):
+def use(project_dir: Path) -> None:
     """Make the baked project's `tools`, `tests` and package importable (ahead of this repo's own `tests`)."""
     if "tests" in sys.modules and not str(sys.modules["tests"].__file__).startswith(str(project_dir)):
         raise RuntimeError("this repo's `tests` package is already imported; the baked one would be shadowed")
     for path in (project_dir / "src", project_dir):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
-    return importlib.import_module("tools.images")
+
+
+def engine_client(project_dir: Path):
+    use(project_dir)
+    return importlib.import_module("tools.engine").client()
 
 
 def build_images(project_dir: Path) -> dict:
     """The project's own image builder (cached after the first build), with its step timings and sizes."""
-    images = use(project_dir)
-    built = images.build_images(project_dir)
-    client = images.docker_client()
+    use(project_dir)
+    built = importlib.import_module("tools.images").build_images(project_dir).__dict__
+    client = engine_client(project_dir)
     sizes = {kind: client.images.get(built[kind]).attrs["Size"] for kind in ("broker", "worker")}
     return {**built, "sizes_bytes": sizes}
 

@@ -65,10 +65,10 @@ def run_phase(running: stacks.Running, phase: str, count: int, timeout: float, p
     return json.loads(result.stdout)
 
 
-def measure_stack(project_dir: Path, settings: dict, variant: stacks.Variant, args) -> dict:
+def measure_stack(project_dir: Path, variant: stacks.Variant, args) -> dict:
     say(f"{variant.name}: starting broker + worker ({variant.description})")
     started = time.monotonic()
-    with stacks.running(project_dir, settings, variant) as running:
+    with stacks.running(project_dir, variant) as running:
         say(f"{variant.name}: up in {time.monotonic() - started:.1f}s")
         raw = {}
         if variant.name != "default":            # default shares baseline's plaintext broker: same ceiling
@@ -123,13 +123,11 @@ def main(argv=None) -> int:
         images = project.build_images(project_dir)
         results["images"] = {k: images[k] for k in ("broker", "worker", "rabbitmq_base", "python_base",
                                                      "timings", "sizes_bytes")}
-        tools_images = project.use(project_dir)
-        settings = tools_images.load_settings(project_dir)
-        results["machine"] = machine.describe(tools_images.docker_client(), images["worker"])
+        results["machine"] = machine.describe(project.engine_client(project_dir), images["worker"])
         say("validation micro-benchmark")
         results["validators"] = validators.measure(budget=0.2 if args.quick else 1.0)
         for name in args.variants.split(","):
-            results["stacks"][name] = measure_stack(project_dir, settings, stacks.VARIANTS[name], args)
+            results["stacks"][name] = measure_stack(project_dir, stacks.VARIANTS[name], args)
         if args.suite:
             say("security suite, cold then warm")
             results["security_suite"] = project.run_security_suite(project_dir)
