@@ -78,11 +78,15 @@ def _serve_once(listener: socket.socket, server: ssl.SSLContext) -> None:
 
 def group_probe(project_dir: Path, port: int, server_name: str, group: str, version: ssl.TLSVersion) -> str:
     """Offer one key-exchange group only: "accepted", "refused: <reason>" (the server alerted, or answered with a
-    group that was not offered), or "not offerable" (the client cannot offer it in this version)."""
+    group that was not offered), or "not offerable" (this client cannot offer it, in this version or at all: some
+    Python builds, Debian bookworm's 3.11.2 among them, set only elliptic curves, not X25519, X448 or FFDHE groups)."""
     context = client_context(project_dir)
     context.minimum_version = context.maximum_version = version
     context.set_ciphers("ECDHE:DHE:@SECLEVEL=0")
-    context.set_ecdh_curve(group)                 # on OpenSSL 3 this sets the client's supported groups
+    try:
+        context.set_ecdh_curve(group)             # on OpenSSL 3 this sets the client's supported groups
+    except ssl.SSLError:
+        return "not offerable"
     accepted, detail = amqp_over_tls(port, context, server_name)
     if accepted:
         return "accepted"
