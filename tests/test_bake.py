@@ -17,6 +17,7 @@ VARIANTS = {
     "three-vhosts": {"vhosts": "alpha,beta-2,gamma"},
     "management-https": {"management_ui": "https"},
     "no-results": {"result_backend": "none"},
+    "egress-allowed": {"worker_egress": "allowed"},
     "unusual-names": {"project_name": "Zürich Payments Ops", "project_slug": "zh-pay-2",
                       "package_name": "zh_pay2", "broker_host": "mq.internal.example", "worker_uid": "4242",
                       "worker_gid": "4343", "vhosts": "t1,tenant-with-long-name"},

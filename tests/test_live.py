@@ -40,9 +40,10 @@ def test_compose_demo_runs_a_task_and_refuses_attacks(baked_defaults):
     assert "canary /tmp/pwned in the worker: absent" in output
 
 
-def test_management_variant_is_https_only_on_live_containers(tmp_path_factory):
-    # Same slug as the defaults on purpose: the offline stand-in base images (named after it) are reused.
-    project = bake(tmp_path_factory.mktemp("live-management"), management_ui="https")
+def test_management_and_egress_variant_passes_its_security_suite(tmp_path_factory):
+    # Both non-default options in one live run (each changes what the suite checks: port 15671 HTTPS only,
+    # workers with a route out). Same slug as the defaults on purpose: the offline stand-in images are reused.
+    project = bake(tmp_path_factory.mktemp("live-variant"), management_ui="https", worker_egress="allowed")
     result = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/security",
                     timeout=1500)
     print(result.stdout[-3000:])

@@ -84,7 +84,7 @@ def check_rabbitmq_version(ref):
     repository, _, tag = ref.rpartition(":")
     if repository.rsplit("/", 1)[-1] == "rabbitmq" and not tag.startswith("4."):
         fail(f"rabbitmq_image {ref!r} is not RabbitMQ 4.x; the broker configuration is for 4.x only "
-             "(3.x is end of life), e.g. 'rabbitmq:4.1.4'.")
+             "(3.x is end of life), e.g. 'rabbitmq:4.2.9'.")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Host-side AMQP access with pika, as any role of any vhost: used by the demo and the security tests."""
+import json
 import ssl
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -74,6 +76,36 @@ def publish_raw(channel, queue: str, body: bytes, content_type: str, task_name: 
                      "kwargsrepr": "{}", "origin": "attacker"},
         ),
     )
+
+
+def task_message(task: str | None, args=(), kwargs=None, *, task_id: str | None = None,
+                 body: bytes | None = None, **header_changes) -> tuple[bytes, dict, str]:
+    """A Celery protocol-2 message as (body, headers, task id); header_changes=None removes a header."""
+    task_id = task_id or str(uuid.uuid4())
+    headers = {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
+               "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
+               "parent_id": None, "argsrepr": repr(tuple(args)), "kwargsrepr": repr(kwargs or {}),
+               "origin": "host-tests", "ignore_result": False}
+    for name, value in header_changes.items():
+        if value is None:
+            headers.pop(name, None)
+        else:
+            headers[name] = value
+    if body is None:
+        body = json.dumps([list(args), kwargs or {},
+                           {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]).encode()
+    return body, headers, task_id
+
+
+def publish(channel, queue: str, body: bytes, headers: dict | None, *, content_type: str | None = "application/json",
+            content_encoding: str | None = "utf-8", message_id: str | None = None, reply_to: str | None = None,
+            correlation_id: str | None = None) -> None:
+    """Publish with publisher confirms on (the channel must be in confirm mode): raises if the broker refuses."""
+    channel.basic_publish(
+        exchange="", routing_key=queue, body=body, mandatory=True,
+        properties=pika.BasicProperties(content_type=content_type, content_encoding=content_encoding,
+                                        delivery_mode=2, headers=headers, message_id=message_id,
+                                        reply_to=reply_to, correlation_id=correlation_id))
 
 
 def drain_dead_letters(connection, queue: str = "dead-letters") -> list[tuple[pika.BasicProperties, bytes]]:

@@ -36,6 +36,7 @@ class StackSettings:
     management: str        # "off" or "https"
     worker_uid: int
     worker_gid: int
+    worker_egress: str     # "none" (the broker only) or "allowed"
     vhosts: tuple[str, ...]
 
     @cached_property
@@ -87,5 +88,6 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         management=get("broker", "management"),
         worker_uid=int(get("workers", "uid")),
         worker_gid=int(get("workers", "gid")),
+        worker_egress=get("workers", "egress"),
         vhosts=vhosts,
     )

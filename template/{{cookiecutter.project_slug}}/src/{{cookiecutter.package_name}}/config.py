@@ -41,6 +41,9 @@ def build_config(broker: BrokerSettings) -> dict:
         # deliveries decrypted by TLS but not yet read are read at once instead of waiting for a heartbeat.
         "worker_consumer": "{{ cookiecutter.package_name }}.consumer:WorkerConsumer",
         "worker_prefetch_multiplier": 1,                      # one task at a time per process: fair dispatch
+        # ETA tasks are held unacked in the worker; never more than this many, whatever producers send (their
+        # ETA is also bounded at intake, header_policy.MAX_ETA_SECONDS).
+        "worker_eta_task_limit": 100,
         "task_time_limit": 300,                               # a stuck task is killed...
         "task_soft_time_limit": 240,                          # ...after being asked to stop
         "worker_max_tasks_per_child": 1000,                   # recycle processes: bounded leaks

@@ -8,7 +8,9 @@ Celery's own consumer has three gaps with hostile input (all reproduced by tests
   `[args, kwargs, embed]`, raw `application/data`, which kombu trusts without `accept_content`) raises out of
   the message handler, which stops the worker: the message goes back to the queue and kills the next worker;
 * the `compression` header makes kombu inflate the body before anything else looks at it: 1 MiB of zlib
-  inflates to ~1 GiB and the worker is OOM-killed (again and again, on every redelivery).
+  inflates to ~1 GiB and the worker is OOM-killed (again and again, on every redelivery);
+* the headers themselves are trusted (ETA, time limits, reply_to, embedded callbacks, built-in task names):
+  header_policy.py says what they may be, and a message that breaks it is refused here.
 
 The consumer below rejects every such message without requeue, so the queue's dead-letter exchange keeps it,
 and writes one log line per message naming its message id, task id and the reason. Decompression is
@@ -20,6 +22,8 @@ from celery.utils.saferepr import saferepr
 from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.exceptions import ContentDisallowed
+
+from . import header_policy
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +115,10 @@ class DeadLetteringConsumer(Consumer):
                         return self.on_decode_error(message, exc)
                     if problem is not None:
                         return self.dead_letter(message, "malformed-envelope", ValueError(problem))
+                    broken = header_policy.violation(message.headers, message.properties or {},
+                                                     message.decode()[2], self.app.tasks)
+                    if broken is not None:
+                        return self.dead_letter(message, "header-policy", ValueError(broken))
                 return handle(message)
             except recoverable:
                 raise                         # the connection is gone: let the consumer reconnect

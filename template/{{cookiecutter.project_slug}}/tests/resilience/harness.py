@@ -17,7 +17,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import pika
 from celery import Celery
 
 from tests.harness.readiness import BROKER_READY, WORKER_READY, StartupFailed, logs, wait_for_log
@@ -179,36 +178,6 @@ def celery_client(rig: Rig, vhost: str, role: str = "producer") -> Celery:
     app = Celery(f"resilience-{vhost}", set_as_current=False)
     app.conf.update(build_config(broker))
     return app
-
-
-def task_message(task: str | None, args=(), kwargs=None, *, task_id: str | None = None,
-                 body: bytes | None = None, **header_changes) -> tuple[bytes, dict, str]:
-    """A Celery protocol-2 message as (body, headers, task id); header_changes=None removes a header."""
-    task_id = task_id or str(uuid.uuid4())
-    headers = {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
-               "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
-               "parent_id": None, "argsrepr": repr(tuple(args)), "kwargsrepr": repr(kwargs or {}),
-               "origin": "resilience-tests", "ignore_result": False}
-    for name, value in header_changes.items():
-        if value is None:
-            headers.pop(name, None)
-        else:
-            headers[name] = value
-    if body is None:
-        body = json.dumps([list(args), kwargs or {},
-                           {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]).encode()
-    return body, headers, task_id
-
-
-def publish(channel, queue: str, body: bytes, headers: dict | None, *, content_type: str | None = "application/json",
-            content_encoding: str | None = "utf-8", message_id: str | None = None, reply_to: str | None = None,
-            correlation_id: str | None = None) -> None:
-    """Publish with publisher confirms on (the channel must be in confirm mode): raises if the broker refuses."""
-    channel.basic_publish(
-        exchange="", routing_key=queue, body=body, mandatory=True,
-        properties=pika.BasicProperties(content_type=content_type, content_encoding=content_encoding,
-                                        delivery_mode=2, headers=headers, message_id=message_id,
-                                        reply_to=reply_to, correlation_id=correlation_id))
 
 
 def queue_depth(endpoint: Endpoint, vhost: str, queue: str) -> int:

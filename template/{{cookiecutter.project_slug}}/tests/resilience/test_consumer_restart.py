@@ -19,7 +19,8 @@ import pytest
 
 from tests.harness.readiness import logs, wait_until
 from tests.harness.stack_under_test import shipped_worker_command
-from tests.resilience.harness import ADD, celery_client, publish, queue_depth, task_message
+from tests.resilience.harness import ADD, celery_client, queue_depth
+from tools.broker_client import publish, task_message
 
 VHOST = "consumer"
 ENTRY_POINT = Path(__file__).with_name("remote_controlled_worker.py")

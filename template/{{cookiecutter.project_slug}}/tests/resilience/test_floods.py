@@ -14,8 +14,8 @@ from kombu.exceptions import OperationalError
 
 from tests.harness.readiness import wait_until
 from tests.resilience.harness import (ADD, FLOOD_MAX_CONNECTIONS, FLOOD_QUEUE_MAX_LENGTH, celery_client,
-                                      is_running, publish, queue_depth, task_message)
-from tools.broker_client import drain_dead_letters
+                                      is_running, queue_depth)
+from tools.broker_client import drain_dead_letters, publish, task_message
 
 VHOST = "flood"
 

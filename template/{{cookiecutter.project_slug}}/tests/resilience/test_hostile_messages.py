@@ -11,8 +11,9 @@ import pika
 import pytest
 
 from tests.harness.readiness import logs, wait_until
-from tests.resilience.harness import ADD, PACKAGE, celery_client, is_running, publish, task_message
-from tools.broker_client import PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, drain_dead_letters
+from tests.resilience.harness import ADD, PACKAGE, celery_client, is_running
+from tools.broker_client import (PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, drain_dead_letters, publish,
+                                 task_message)
 
 VHOST = "hostile"
 NORMALIZE = f"{PACKAGE}.tasks.text.normalize_text"

@@ -83,3 +83,17 @@ def test_each_vhost_has_its_own_worker_and_producer_identity(model, stack):
             assert url.startswith(f"amqps://{stack.topology.user_name(vhost, role)}@") and url.endswith(f"/{vhost}"), url
             sources = {entry["source"] for entry in service["secrets"]}
             assert f"{vhost}_{role}_password" in sources, f"{service_name} mounts {sorted(sources)}"
+
+
+@controls("RUN-06")
+def test_workers_are_on_internal_networks_only(model, stack, record_property):
+    networks = {name: service.get("networks", {}) for name, service in model["services"].items()}
+    internal = {name: bool(network.get("internal")) for name, network in model["networks"].items()}
+    record_property("evidence", f"internal networks: {internal}; service networks: "
+                                f"{ {name: sorted(attached) for name, attached in networks.items()} }")
+    assert internal.get("backend") is True
+    for vhost in stack.vhosts:
+        for service in (stack.worker_service(vhost), stack.producer_service(vhost)):
+            outside = sorted(name for name in networks[service] if not internal[name])
+            expected = ["egress"] if stack.worker_egress == "allowed" and service.startswith("worker-") else []
+            assert outside == expected, f"{service} joins {outside}"

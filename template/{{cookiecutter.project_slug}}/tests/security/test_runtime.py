@@ -1,9 +1,15 @@
 """Non-root, read-only, capability-free containers with limits, healthchecks and pinned dependencies
 (RUN-01..05)."""
+import os
 import re
+import shutil
+import socket
+import subprocess  # nosec B404
 
+import docker
 import pytest
 
+from tests.harness.readiness import WORKER_READY
 from tests.security.probes import proc_status
 
 controls = pytest.mark.controls
@@ -89,3 +95,55 @@ def test_dependencies_pinned_by_hash_and_no_build_tools(stack):
     for tool in ("gcc", "cc", "make", "pip", "pip3"):
         assert worker.exec_run(["sh", "-c", f"command -v {tool}"]).exit_code != 0, f"{tool} in the final image"
     assert worker.exec_run(["python3", "-m", "pip", "--version"]).exit_code != 0, "pip runs in the final image"
+
+
+def default_gateways(container) -> list[str]:
+    """The container's IPv4 default-route gateways, read from its own routing table (nothing is sent anywhere)."""
+    table = container.exec_run(["cat", "/proc/net/route"]).output.decode().splitlines()[1:]
+    return [socket.inet_ntoa(bytes.fromhex(fields[2])[::-1]) for fields in map(str.split, table)
+            if len(fields) > 2 and fields[1] == "00000000"]
+
+
+def host_isolation_rules(network) -> list[str] | None:
+    """The host firewall's DROP rules that keep an internal bridge's traffic inside its subnet, or None when this
+    process cannot read the firewall (not root, no iptables, or an engine on another host)."""
+    if os.geteuid() != 0 or not shutil.which("iptables") or os.environ.get("DOCKER_HOST", "unix://").split(":")[0] != "unix":
+        return None
+    listed = subprocess.run(["iptables", "-S", "DOCKER-ISOLATION-STAGE-1"], capture_output=True, text=True,  # nosec
+                            check=False).stdout
+    bridge = "br-" + network.id[:12]
+    return [rule for rule in listed.splitlines() if bridge in rule and rule.endswith("-j DROP")]
+
+
+@controls("RUN-06")
+def test_workers_have_no_route_out_of_the_stack(stack, record_property):
+    """Docker 25 and later give an internal network no gateway: the worker has no default route at all. Older
+    engines keep a route to the bridge and drop what leaves the subnet in the host firewall, which is read
+    instead (as root). Either way nothing is sent: only tables are read."""
+    engine = docker.from_env()
+    evidence = {}
+    for vhost, worker in stack.workers.items():
+        networks = [engine.networks.get(attached["NetworkID"])
+                    for attached in worker.attrs["NetworkSettings"]["Networks"].values()]
+        internal = {network.name: network.attrs["Internal"] for network in networks}
+        gateways = default_gateways(worker)
+        if stack.stack.worker_egress == "allowed":
+            assert not all(internal.values()) and gateways, f"worker-{vhost} was given egress but has none"
+            evidence[vhost] = f"egress allowed: {internal}, default route via {gateways}"
+            continue
+        assert all(internal.values()), f"worker-{vhost} joins a network that is not internal: {internal}"
+        if not gateways:
+            evidence[vhost] = f"{internal}; no default route"
+        else:
+            (network,) = networks
+            assert gateways == [network.attrs["IPAM"]["Config"][0]["Gateway"]], gateways
+            rules = host_isolation_rules(network)
+            subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
+            if rules is not None:
+                assert any(f"! -d {subnet} -i br-{network.id[:12]}" in rule for rule in rules), rules
+            evidence[vhost] = (f"{internal}; default route only to the bridge {gateways[0]} (engine before 25), host "
+                               + (f"drops what leaves {subnet}: {rules}" if rules is not None
+                                  else "firewall not readable by this user"))
+        # The legitimate path: the broker is reachable on the internal network (the worker is connected to it).
+        assert WORKER_READY in worker.logs().decode(errors="replace")
+    record_property("evidence", f"per worker: {evidence}")

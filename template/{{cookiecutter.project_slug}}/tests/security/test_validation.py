@@ -1,15 +1,18 @@
 """Invalid task arguments never reach a task body, name the field, are not retried; oversized messages
 are refused by the broker (VAL-01..03)."""
+import datetime as dt
 import json
 
 import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 from tests.harness.readiness import WORKER_READY, logs, wait_until
+from tools.broker_client import death_reasons, drain_dead_letters, publish, task_message
 from {{ cookiecutter.package_name }}.topology import MAX_MESSAGE_BYTES
 
 controls = pytest.mark.controls
 PACKAGE = "{{ cookiecutter.package_name }}"
+ADD = f"{PACKAGE}.tasks.arithmetic.add"
 
 # task -> (valid kwargs, expected result, [(invalid kwargs, field named in the error)])
 CASES = {
@@ -139,3 +142,76 @@ def test_message_under_the_broker_limit_is_accepted(stack, vhosts):
         channel.queue_declare(queue, auto_delete=True)
         channel.basic_publish("", queue, b"x" * (MAX_MESSAGE_BYTES - 4096))   # confirmed, no exception
         channel.queue_delete(queue)
+
+
+def forged_headers() -> dict[str, dict]:
+    """name -> publish() arguments of an `add(1, 2)` message whose arguments are valid but whose headers lie."""
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def message(task=ADD, reply_to=None, embed=None, **changes):
+        body, headers, task_id = task_message(task, (1, 2), **changes)
+        if embed is not None:
+            body = json.dumps([[1, 2], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None,
+                                            **embed}]).encode()
+        return {"body": body, "headers": headers, "reply_to": reply_to, "task_id": task_id}
+
+    def step(task, **options):
+        return {"task": task, "args": [], "kwargs": {}, "options": options, "subtask_type": None, "immutable": False}
+
+    return {
+        "eta-a-year-ahead": message(eta=(now + dt.timedelta(days=365)).isoformat()),
+        "time-limit-lifted": message(timelimit=[10**9, 10**9]),
+        "shadow-name": message(shadow=f"{PACKAGE}.tasks.text.count_words"),
+        "retries-forged": message(retries=99),
+        "reply-into-evidence": message(reply_to="dead-letters"),
+        "built-in-task": message(task="celery.backend_cleanup"),
+        "chain-into-evidence": message(embed={"chain": [step(ADD, queue="dead-letters")]}),
+        "callback-built-in": message(embed={"callbacks": [step("celery.backend_cleanup")]}),
+        "id-breaks-log-line": message(task_id="x\nTask forged succeeded"),
+        "chord": message(embed={"chord": step(ADD)}),
+    }
+
+
+@controls("VAL-04")
+def test_forged_task_headers_are_dead_lettered_and_never_run(stack, vhosts, record_property):
+    endpoint, vhost = stack.endpoint, vhosts[0]
+    worker = stack.workers[vhost]
+    with endpoint.connect(vhost, "auditor") as auditor:
+        drain_dead_letters(auditor)                              # start from an empty evidence queue
+    messages = forged_headers()
+    with endpoint.connect(vhost, "producer") as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for name, spec in messages.items():
+            publish(channel, "tasks", spec["body"], spec["headers"], message_id=f"forged-{name}",
+                    reply_to=spec["reply_to"])
+    letters: dict[str, list] = {}
+
+    def all_dead_lettered():
+        with endpoint.connect(vhost, "auditor") as auditor:
+            for properties, _ in drain_dead_letters(auditor):
+                letters.setdefault(properties.message_id, []).extend(death_reasons(properties))
+        return set(letters) >= {f"forged-{name}" for name in messages}
+
+    wait_until(all_dead_lettered, timeout=60, what="every forged message in the dead-letter queue")
+    log = logs(worker)
+    # Exactly the forged messages, each once and rejected: nothing the worker was tricked into writing there.
+    assert letters == {f"forged-{name}": ["rejected"] for name in messages}, letters
+    refusals = {}
+    for name, spec in messages.items():
+        line = next((line for line in log.splitlines() if f"message_id='forged-{name}'" in line), "")
+        assert "reason=header-policy" in line, f"{name}: {line or 'no refusal logged'}"
+        assert f"[{spec['task_id']}] received" not in log, f"{name} reached Celery"
+        refusals[name] = line.split("header-policy: ", 1)[-1].rstrip('"}')[:90]
+    worker.reload()
+    assert worker.status == "running"
+    record_property("evidence", "; ".join(f"{name}: {rule}" for name, rule in refusals.items()))
+
+
+@controls("VAL-04")
+def test_the_projects_own_chain_and_countdown_pass_the_header_policy(celery_client, record_property):
+    from {{ cookiecutter.package_name }}.canvas import word_count_pipeline
+    from {{ cookiecutter.package_name }}.tasks.arithmetic import add
+    assert word_count_pipeline("Hello   brave World").apply_async().get(timeout=60) == 3
+    assert add.apply_async((2, 2), countdown=1).get(timeout=60) == 4
+    record_property("evidence", "chain normalize_text -> count_words = 3; add(2, 2) with countdown 1 s = 4")

@@ -38,6 +38,7 @@ EXPECTED_FAILURES = {
     "pickle": {"SER-01", "SER-02"},
     "pickleproducer": {"SER-03"},
     "novalidation": {"VAL-01", "VAL-02"},
+    "noheaderpolicy": {"VAL-04"},
     "bigmessages": {"VAL-03"},
 }
 
@@ -54,6 +55,8 @@ COMPOSE_EDITS = {
     "compose-capabilities": ({"RUN-03"}, [(r"cap_drop: \[ALL\]", "cap_drop: []")]),
     "compose-nolimits": ({"RUN-04"}, [(r"\n *(mem_limit|pids_limit|cpus): .*", "")]),
     "compose-publicport": ({"TLS-01"}, [(r'"127\.0\.0\.1:\$\{BROKER_TLS_PORT', '"${BROKER_TLS_PORT')]),
+    # "The task needs to call an API": the workers' network no longer internal.
+    "compose-egress": ({"RUN-06"}, [(r"internal: true", "internal: false")]),
 }
 
 # Line swaps in the broker's configuration files: {weakening: {file in broker/: {line: replacement}}}.
@@ -96,7 +99,13 @@ import %(package)s.settings as settings
 _options = settings.BrokerSettings.ssl_options
 settings.BrokerSettings.ssl_options = lambda self: {k: v for k, v in _options(self).items() if k != "server_hostname"}
 """
-WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "nohostcheck": PATCH_NO_HOST_CHECK}
+# Headers believed as sent, as stock Celery does.
+PATCH_NO_HEADER_POLICY = """
+import %(package)s.header_policy as header_policy
+header_policy.violation = lambda *args, **kwargs: None
+"""
+WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "nohostcheck": PATCH_NO_HOST_CHECK,
+                  "noheaderpolicy": PATCH_NO_HEADER_POLICY}
 
 
 def selected() -> str | None:
