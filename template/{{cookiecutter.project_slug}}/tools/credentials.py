@@ -71,9 +71,15 @@ def build_definitions(vhosts: list[str], passwords: dict[str, str], topology,
             name = topology.user_name(vhost, role)
             definitions["users"].append({
                 "name": name, "password_hash": rabbitmq_password_hash(passwords[name]),
-                "hashing_algorithm": HASHING_ALGORITHM, "tags": [],
+                "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": dict(topology.USER_LIMITS[role]),
             })
             definitions["permissions"].append({"user": name, "vhost": vhost, **topology.permissions(role)})
+        for policy in topology.operator_policies():
+            definitions["parameters"].append({
+                "vhost": vhost, "component": "operator_policy", "name": policy["name"],
+                "value": {"pattern": policy["pattern"], "apply-to": "queues", "priority": policy["priority"],
+                          "definition": policy["definition"]},
+            })
         for queue in topology.TASK_QUEUES:
             arguments = topology.queue_arguments(queue)
             if "queue_max_length" in limits:

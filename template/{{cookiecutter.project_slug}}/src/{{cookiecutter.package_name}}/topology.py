@@ -14,9 +14,24 @@ DEAD_LETTER_MAX_LENGTH = 100_000
 MAX_MESSAGE_BYTES = 1_048_576       # must match max_message_size in broker/rabbitmq.conf
 
 VHOST_MAX_CONNECTIONS = 64          # a connection storm in one tenant cannot starve the others
-VHOST_MAX_QUEUES = 256
+VHOST_MAX_QUEUES = 32               # the task and dead-letter queues, plus one rpc reply queue per client process
 
 ROLES = ("worker", "producer", "auditor")
+# Per user, inside the vhost's limits: one role holding all it may still leaves room for the others (a producer
+# at its limit cannot keep its own worker from reconnecting).
+USER_LIMITS = {
+    "worker": {"max-connections": 8, "max-channels": 64},
+    "producer": {"max-connections": 16, "max-channels": 64},
+    "auditor": {"max-connections": 2, "max-channels": 8},
+}
+# Operator policies bound every queue of a vhost; clients cannot lift them (queue arguments and user policies only
+# ever make them stricter). Worst case per vhost on the broker's disk: 3 x 64 MiB + 29 reply queues x 16 MiB.
+# A reply queue holds the results of one client's tasks until it reads them: 100,000 small results fit (a batch
+# of 10,000 is tested); past its bound the oldest results are dropped, never the broker.
+QUEUE_MAX_BYTES = 64 * 2**20
+REPLY_QUEUE_MAX_BYTES = 16 * 2**20
+REPLY_QUEUE_MAX_LENGTH = QUEUE_MAX_LENGTH
+REPLY_QUEUE_EXPIRES_MS = 3_600_000  # an unused reply queue goes away after an hour (results expire then too)
 
 
 def user_name(vhost: str, role: str) -> str:
@@ -38,6 +53,17 @@ def queue_arguments(queue: str) -> dict:
     if queue == PRIORITY_QUEUE:
         arguments["x-max-priority"] = MAX_PRIORITY
     return arguments
+
+
+def operator_policies() -> list[dict]:
+    """(name, pattern, definition, priority) of the operator policies every vhost gets: the reply-queue one wins
+    over the catch-all for reply queues (one operator policy applies per queue, the highest priority)."""
+    return [
+        {"name": "bounded-reply-queues", "pattern": REPLY_QUEUE_PATTERN, "priority": 1,
+         "definition": {"max-length": REPLY_QUEUE_MAX_LENGTH, "max-length-bytes": REPLY_QUEUE_MAX_BYTES,
+                        "expires": REPLY_QUEUE_EXPIRES_MS}},
+        {"name": "bounded-queues", "pattern": ".*", "priority": 0, "definition": {"max-length-bytes": QUEUE_MAX_BYTES}},
+    ]
 
 
 def permissions(role: str) -> dict:

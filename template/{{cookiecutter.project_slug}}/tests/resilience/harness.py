@@ -35,7 +35,7 @@ OVERRIDE_FILE = Path(__file__).with_name("rig.compose.yaml")
 FLOOD_QUEUE_MAX_LENGTH = 20
 FLOOD_MAX_CONNECTIONS = 8
 TEST_VHOSTS = {
-    "hostile": {}, "redelivery": {}, "restart": {}, "load": {}, "consumer": {},
+    "hostile": {}, "redelivery": {}, "restart": {}, "load": {}, "consumer": {}, "noisy": {}, "quiet": {},
     "flood": {"queue_max_length": FLOOD_QUEUE_MAX_LENGTH, "max_connections": FLOOD_MAX_CONNECTIONS},
 }
 

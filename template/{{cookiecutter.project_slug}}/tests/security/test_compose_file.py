@@ -97,3 +97,20 @@ def test_workers_are_on_internal_networks_only(model, stack, record_property):
             outside = sorted(name for name in networks[service] if not internal[name])
             expected = ["egress"] if stack.worker_egress == "allowed" and service.startswith("worker-") else []
             assert outside == expected, f"{service} joins {outside}"
+
+
+def broker_setting(stack: settings.StackSettings, key: str) -> str:
+    lines = (stack.project_dir / "broker" / "rabbitmq.conf").read_text().splitlines()
+    return next(line.split("=", 1)[1].strip() for line in lines if line.split("=", 1)[0].strip() == key)
+
+
+@controls("TEN-01")
+def test_the_brokers_memory_alarm_fires_inside_its_container_limit(model, stack, record_property):
+    """A relative watermark is taken of the host's memory, not the container's: it must be absolute, and below
+    the container's limit, or the OOM killer stops the broker (every tenant) before any publisher is blocked."""
+    watermark = broker_setting(stack, "vm_memory_high_watermark.absolute")
+    number, unit = int(watermark.rstrip("MiBGiB")), watermark.lstrip("0123456789")
+    watermark_bytes = number * {"MiB": 2**20, "GiB": 2**30}[unit]
+    limit = int(model["services"]["broker"]["mem_limit"])
+    record_property("evidence", f"memory alarm at {watermark} of a {limit // 2**20} MiB container")
+    assert watermark_bytes < limit

@@ -34,6 +34,8 @@ EXPECTED_FAILURES = {
     "guest": {"CRED-01"},
     "crosstenant": {"CRED-02"},
     "fullperms": {"CRED-03"},
+    "unboundedqueues": {"TEN-01"},
+    "nouserlimits": {"TEN-02"},
     "envsecret": {"CRED-04"},
     "pickle": {"SER-01", "SER-02"},
     "pickleproducer": {"SER-03"},
@@ -152,7 +154,7 @@ class Weakening:
         return self.scratch.write("weakening.compose.yaml", yaml.safe_dump(override, sort_keys=False))
 
     def definitions(self) -> dict | None:
-        if self.name not in ("guest", "crosstenant", "fullperms"):
+        if self.name not in ("guest", "crosstenant", "fullperms", "unboundedqueues", "nouserlimits"):
             return None
         definitions = json.loads((self.stack.project_dir / "secrets" / "definitions.json").read_text())
         vhosts, grants = self.stack.vhosts, definitions["permissions"]
@@ -168,9 +170,18 @@ class Weakening:
             foreign = vhosts[1] if len(vhosts) > 1 else "/"
             definitions["vhosts"] += [{"name": "/"}] if foreign == "/" else []
             grants.append(dict(first_producer, vhost=foreign))
-        else:
+        elif self.name == "fullperms":
             # The ubiquitous ".*" grant, e.g. because reply queues have unpredictable names.
             first_producer.update(configure=".*", write=".*", read=".*")
+        elif self.name == "unboundedqueues":
+            # "The limits got in the way of a batch job": no operator policies, the old queue limit per vhost.
+            definitions["parameters"] = [p for p in definitions["parameters"] if p["component"] != "operator_policy"]
+            for parameter in definitions["parameters"]:
+                parameter["value"].pop("max-queues", None)
+        else:
+            # Users as RabbitMQ creates them: no limits of their own, only the vhost's.
+            for user in definitions["users"]:
+                user.pop("limits", None)
         return definitions
 
     def patch_producer(self) -> None:
