@@ -111,6 +111,7 @@ def test_the_brokers_memory_alarm_fires_inside_its_container_limit(model, stack,
     watermark = broker_setting(stack, "vm_memory_high_watermark.absolute")
     number, unit = int(watermark.rstrip("MiBGiB")), watermark.lstrip("0123456789")
     watermark_bytes = number * {"MiB": 2**20, "GiB": 2**30}[unit]
-    limit = int(model["services"]["broker"]["mem_limit"])
-    record_property("evidence", f"memory alarm at {watermark} of a {limit // 2**20} MiB container")
-    assert watermark_bytes < limit
+    limit = int(model["services"]["broker"].get("mem_limit") or 0)
+    record_property("evidence", f"memory alarm at {watermark} of a {limit // 2**20} MiB container" if limit else
+                    f"memory alarm at {watermark}; the broker has no memory limit (RUN-04's failure, not this one's)")
+    assert not limit or watermark_bytes < limit
