@@ -120,7 +120,8 @@ def running(project_dir: Path, variant: Variant) -> Iterator[Running]:
     try:
         under_test.start("broker", stack.worker_service(HARDENED_VHOST))
         port = int(variables["BENCH_PLAIN_PORT"]) if variant.profile else under_test.broker_port
-        ids = {"broker": under_test.broker.id, "worker": under_test.workers[HARDENED_VHOST].id}
+        ids = {"broker": under_test.broker.id,
+               "worker": under_test.project.container(stack.worker_service(HARDENED_VHOST)).id}
         yield Running(variant, project_dir, port, password if variant.profile else None, ids)
     finally:
         under_test.stop()
