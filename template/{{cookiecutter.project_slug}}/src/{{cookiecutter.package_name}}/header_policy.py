@@ -12,8 +12,10 @@ import re
 
 from . import topology
 
-# The furthest ahead an ETA/countdown may be: beyond it a message would sit unacked in a worker for hours.
-MAX_ETA_SECONDS = 3600
+# The furthest ahead an ETA/countdown may be. A worker holds an ETA task unacked until it runs, so this stays well
+# inside the broker's consumer_timeout (30 min, rabbitmq.conf): past that the broker would close the channel and
+# redeliver the task, again and again.
+MAX_ETA_SECONDS = 1200
 BUILT_IN_PREFIX = "celery."
 # Task and group ids: UUIDs by default, or a caller's own key; never anything that could break a log line.
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
