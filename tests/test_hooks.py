@@ -12,6 +12,8 @@ REFUSALS = [
     ({"vhosts": "billing,analytics,billing"}, "vhosts lists billing more than once"),
     ({"vhosts": "billing, analytics"}, "must not contain spaces"),
     ({"vhosts": "a/b"}, "vhost 'a/b' must be"),
+    ({"payment_vhosts": "payroll"}, "payment_vhosts names payroll, which is not among the vhosts 'billing,analytics'"),
+    ({"payment_vhosts": "billing, analytics"}, "payment_vhosts 'billing, analytics' must not contain spaces"),
     ({"worker_uid": "0"}, "worker_uid must not be 0: workers never run as root."),
     ({"worker_gid": "0"}, "worker_gid must not be 0"),
     ({"worker_uid": "70000"}, "worker_uid 70000 is out of range"),

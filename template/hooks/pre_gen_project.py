@@ -51,6 +51,17 @@ def check_vhosts(raw):
         fail(f"vhosts lists {len(vhosts)} vhosts; at most {MAX_VHOSTS} are supported by one broker here.")
 
 
+def check_payment_vhosts(raw, vhosts_raw):
+    """Empty is allowed (no tenant runs payments); otherwise a subset of the vhosts."""
+    chosen = [v for v in raw.split(",") if v] if raw.strip() else []
+    if any(c.isspace() for c in raw):
+        fail(f"payment_vhosts {raw!r} must not contain spaces; write them like 'billing'.")
+    unknown = [v for v in chosen if v not in vhosts_raw.split(",")]
+    if unknown:
+        fail(f"payment_vhosts names {', '.join(unknown)}, which is not among the vhosts {vhosts_raw!r}; "
+             "list only vhosts you are creating (or leave it empty).")
+
+
 def check_id(name, value):
     value = str(value)
     if not value.isdigit():
@@ -91,6 +102,7 @@ if __name__ == "__main__":
     check_slug({{ cookiecutter.project_slug | tojson }})
     check_package({{ cookiecutter.package_name | tojson }})
     check_vhosts({{ cookiecutter.vhosts | tojson }})
+    check_payment_vhosts({{ cookiecutter.payment_vhosts | tojson }}, {{ cookiecutter.vhosts | tojson }})
     check_id("worker_uid", {{ cookiecutter.worker_uid | tojson }})
     check_id("worker_gid", {{ cookiecutter.worker_gid | tojson }})
     check_broker_host({{ cookiecutter.broker_host | tojson }})

@@ -1,7 +1,7 @@
 """The Celery settings: secure defaults, each with the attack or failure it prevents."""
 from kombu import Queue
 
-from . import topology
+from . import allowlist, topology
 from .settings import BrokerSettings
 
 JSON_ONLY = ["json"]
@@ -10,6 +10,14 @@ JSON_ONLY = ["json"]
 def task_queues() -> tuple[Queue, ...]:
     # no_declare: the broker declares queues from its definitions file; clients hold no configure right.
     return tuple(Queue(name, routing_key=name, no_declare=True) for name in topology.TASK_QUEUES)
+
+
+def task_routes() -> dict:
+    """Every module off the default queue goes where allowlist.QUEUE_TASK_MODULES says (workers refuse it anywhere
+    else); priority-queue tasks get a high priority."""
+    return {f"{allowlist.TASKS_PACKAGE}.{module}.*": {"queue": queue, "priority": topology.MAX_PRIORITY - 1}
+            for queue, modules in allowlist.QUEUE_TASK_MODULES.items() if queue != topology.TASK_QUEUE
+            for module in modules}
 
 
 def build_config(broker: BrokerSettings) -> dict:
@@ -54,8 +62,7 @@ def build_config(broker: BrokerSettings) -> dict:
         "task_create_missing_queues": False,                  # a typo'd queue is an error, not a new queue
         "task_queue_max_priority": topology.MAX_PRIORITY,
         "task_default_priority": 0,
-        "task_routes": {"{{ cookiecutter.package_name }}.tasks.payments.*": {"queue": topology.PRIORITY_QUEUE,
-                                                                  "priority": topology.MAX_PRIORITY - 1}},
+        "task_routes": task_routes(),
         # --- attack surface: no remote control, no gossip/mingle chatter (pidbox replies can be pickled) ---
         "worker_enable_remote_control": False,
         "worker_send_task_events": False,

@@ -10,7 +10,8 @@ Celery's own consumer has three gaps with hostile input (all reproduced by tests
 * the `compression` header makes kombu inflate the body before anything else looks at it: 1 MiB of zlib
   inflates to ~1 GiB and the worker is OOM-killed (again and again, on every redelivery);
 * the headers themselves are trusted (ETA, time limits, reply_to, embedded callbacks, built-in task names):
-  header_policy.py says what they may be, and a message that breaks it is refused here.
+  header_policy.py says what they may be, and a message that breaks it is refused here;
+* any task name is run from any queue: allowlist.py says which tasks this tenant and each queue run.
 
 The consumer below rejects every such message without requeue, so the queue's dead-letter exchange keeps it,
 and writes one log line per message naming its message id, task id and the reason. Decompression is
@@ -23,7 +24,7 @@ from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.exceptions import ContentDisallowed
 
-from . import header_policy
+from . import allowlist, header_policy
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,13 @@ def envelope_problem(message) -> str | None:
     return None
 
 
+def queue_of(message) -> str | None:
+    """The queue a message was published to: producers and workers may write only to the default exchange
+    (topology.permissions), where the routing key is the queue's name."""
+    info = message.delivery_info or {}
+    return info.get("routing_key") if info.get("exchange", "") == "" else None
+
+
 def _header(message, name: str) -> str:
     headers = message.headers if isinstance(message.headers, dict) else {}
     return saferepr(headers.get(name), maxlen=80)
@@ -67,6 +75,8 @@ class DeadLetteringConsumer(Consumer):
 
     def __init__(self, *args, **kwargs):
         disable_decompression()
+        # Read before any message is taken: a worker without its tenant's allow-list refuses to start.
+        self.tenant_task_modules = allowlist.tenant_modules_from_env()
         super().__init__(*args, **kwargs)
 
     @staticmethod
@@ -119,6 +129,11 @@ class DeadLetteringConsumer(Consumer):
                                                      message.decode()[2], self.app.tasks)
                     if broken is not None:
                         return self.dead_letter(message, "header-policy", ValueError(broken))
+                    name = message.headers["task"]
+                    if name in self.app.tasks:   # unknown names: Celery's handler reports them (on_unknown_task)
+                        refused = allowlist.refusal(name, queue_of(message), self.tenant_task_modules)
+                        if refused is not None:
+                            return self.dead_letter(message, "not-allowed", PermissionError(refused))
                 return handle(message)
             except recoverable:
                 raise                         # the connection is gone: let the consumer reconnect

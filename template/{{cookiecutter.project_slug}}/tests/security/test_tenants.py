@@ -1,12 +1,15 @@
 """Tenants cannot exhaust what others need: every queue a client may create is bounded by the broker, and each
-user's connections and channels are capped inside its vhost's (TEN-01, TEN-02)."""
+user's connections and channels are capped inside its vhost's (TEN-01, TEN-02). Nor can they run what is not
+theirs: each worker runs only its tenant's task modules, each from its own queue (TEN-03)."""
 import uuid
 
 import pika
 import pytest
 from pika.exceptions import ConnectionClosedByBroker, ProbableAccessDeniedError
 
-from {{ cookiecutter.package_name }} import topology
+from tests.harness.readiness import logs, wait_until
+from tools.broker_client import death_reasons, drain_dead_letters, publish, task_message
+from {{ cookiecutter.package_name }} import allowlist, topology
 
 controls = pytest.mark.controls
 NEAR_LIMIT = topology.MAX_MESSAGE_BYTES - 4096
@@ -86,3 +89,76 @@ def test_a_user_cannot_open_channels_without_end(stack, vhosts, record_property)
     record_property("evidence", f"{len(channels)} channels over two connections, then: {refused.value!r}")
     assert refused.value.reply_code == 530 and f"user limit of ({limit})" in refused.value.reply_text
     assert len(channels) <= limit
+
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+# A valid call of one task per module kind: the arguments pass validation, so only the allow-list can refuse them.
+PAYMENT = (f"{PACKAGE}.tasks.payments.record_payment", {"payment_id": "ten-03", "amount_cents": 1, "currency": "EUR"})
+ADDITION = (f"{PACKAGE}.tasks.arithmetic.add", {"x": 1, "y": 2})
+
+
+def tenant_modules(stack, vhost: str) -> set[str]:
+    """The vhost worker's allow-list, as the shipped compose.yaml gives it."""
+    service = stack.project.config()["services"][stack.stack.worker_service(vhost)]
+    return set(service["environment"][allowlist.ENVIRONMENT_VARIABLE].split(","))
+
+
+def allow_list_cases(stack, vhosts) -> list[tuple[str, str, tuple, str | None]]:
+    """(vhost, queue, task, refusal expected in the log or None for "runs") for every kind of placement."""
+    payers = [v for v in vhosts if "payments" in tenant_modules(stack, v)]
+    others = [v for v in vhosts if v not in payers]
+    cases = [(vhosts[0], topology.PRIORITY_QUEUE, ADDITION, "is not allowed on queue 'priority'"),   # line-jumping
+             (vhosts[0], topology.TASK_QUEUE, ADDITION, None)]
+    for vhost in payers[:1]:
+        cases += [(vhost, topology.TASK_QUEUE, PAYMENT, "is not allowed on queue 'tasks'"),
+                  (vhost, topology.PRIORITY_QUEUE, PAYMENT, None)]
+    for vhost in others[:1]:
+        cases += [(vhost, topology.PRIORITY_QUEUE, PAYMENT, "is not allowed for this tenant"),
+                  (vhost, topology.TASK_QUEUE, ADDITION, None)]
+    return cases
+
+
+@controls("TEN-03")
+def test_a_task_runs_only_for_its_tenant_and_from_its_queue(stack, vhosts, record_property):
+    """Each producer publishes valid calls into its own vhost: those the allow-lists permit run; the others are
+    dead-lettered as not allowed, never run, and the workers keep going."""
+    for vhost in vhosts:
+        with stack.endpoint.connect(vhost, "auditor") as auditor:
+            drain_dead_letters(auditor)                                  # start from empty evidence queues
+    sent = []
+    for number, (vhost, queue, (task, kwargs), refusal) in enumerate(allow_list_cases(stack, vhosts)):
+        message_id = f"ten-03-{number}"
+        body, headers, task_id = task_message(task, kwargs={**kwargs, **(
+            {"payment_id": message_id} if "payment_id" in kwargs else {})})
+        with stack.endpoint.connect(vhost, "producer") as connection:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            publish(channel, queue, body, headers, message_id=message_id)
+        sent.append((vhost, queue, task.rsplit(".", 1)[-1], refusal, task_id, message_id))
+    letters: dict[str, list[str]] = {}
+
+    def dead_lettered(vhost, message_id):
+        with stack.endpoint.connect(vhost, "auditor") as auditor:
+            for properties, _ in drain_dead_letters(auditor):
+                letters[properties.message_id] = death_reasons(properties)
+        return message_id in letters
+
+    evidence = []
+    for vhost, queue, task, refusal, task_id, message_id in sent:
+        worker = stack.workers[vhost]
+        if refusal is None:
+            wait_until(lambda: f"[{task_id}] succeeded" in logs(worker), timeout=60, what=f"{task} from {queue} run")
+            evidence.append(f"{vhost}/{queue}/{task}: ran")
+            continue
+        line = wait_until(lambda: next((line for line in logs(worker).splitlines()
+                                        if f"message_id='{message_id}'" in line), None),
+                          timeout=60, what=f"{task} from {queue} refused")
+        assert "reason=not-allowed" in line and refusal in line, line
+        assert f"[{task_id}] received" not in logs(worker), f"{task} from {queue} reached Celery"
+        wait_until(lambda: dead_lettered(vhost, message_id), timeout=30, what=f"{message_id} in the dead-letter queue")
+        assert letters[message_id] == ["rejected"], letters
+        evidence.append(f"{vhost}/{queue}/{task}: dead-lettered ({refusal})")
+    for worker in stack.workers.values():
+        worker.reload()
+        assert worker.status == "running"
+    record_property("evidence", "; ".join(evidence))

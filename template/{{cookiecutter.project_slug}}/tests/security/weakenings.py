@@ -41,6 +41,7 @@ EXPECTED_FAILURES = {
     "pickleproducer": {"SER-03"},
     "novalidation": {"VAL-01", "VAL-02"},
     "noheaderpolicy": {"VAL-04"},
+    "anytask": {"TEN-03"},
     "bigmessages": {"VAL-03"},
 }
 
@@ -106,8 +107,13 @@ PATCH_NO_HEADER_POLICY = """
 import %(package)s.header_policy as header_policy
 header_policy.violation = lambda *args, **kwargs: None
 """
+# "Any of our producers may run any of our tasks": no allow-list, as stock Celery.
+PATCH_ANY_TASK = """
+import %(package)s.allowlist as allowlist
+allowlist.refusal = lambda *args, **kwargs: None
+"""
 WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "nohostcheck": PATCH_NO_HOST_CHECK,
-                  "noheaderpolicy": PATCH_NO_HEADER_POLICY}
+                  "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK}
 
 
 def selected() -> str | None:
