@@ -1,7 +1,9 @@
 """Raw pika publish/consume on the same broker: the ceiling no Celery setup on this connection can beat.
 
-Publishes `count` messages of `size` bytes to a private queue (a UUID name: the shipped producer role may
-declare and read exactly such queues), without and with publisher confirms, then consumes them.
+Publishes `count` messages of `size` bytes to a private queue, without and with publisher confirms, then consumes
+them. Two connections, as the shipped roles allow: the consumer's (the producer role, which may declare and read
+UUID-named queues) declares and reads it; the publisher's (the worker role, which may write to the default
+exchange, as it does for results) fills it.
 """
 import time
 import uuid
@@ -26,25 +28,27 @@ def _consume(channel, queue: str, count: int, timeout: float) -> float:
     return time.perf_counter() - started
 
 
-def measure(parameters: pika.ConnectionParameters, count: int, size: int, timeout: float = 30) -> dict:
+def measure(publisher: pika.ConnectionParameters, consumer: pika.ConnectionParameters, count: int, size: int,
+            timeout: float = 30) -> dict:
     body = b"x" * size
     count = max(100, min(count, MAX_BYTES_IN_FLIGHT // size))
-    connection = pika.BlockingConnection(parameters)
+    connection = pika.BlockingConnection(consumer)
+    sender = pika.BlockingConnection(publisher)
     try:
-        channel = connection.channel()
+        channel, out = connection.channel(), sender.channel()
         queue = str(uuid.uuid4())
         channel.queue_declare(queue, exclusive=True)
         started = time.perf_counter()
         for _ in range(count):
-            channel.basic_publish("", queue, body)
-        connection.process_data_events(0)
+            out.basic_publish("", queue, body)
+        sender.process_data_events(0)
         publish = time.perf_counter() - started
         consume = _consume(channel, queue, count, timeout)
-        channel.confirm_delivery()
+        out.confirm_delivery()
         confirmed_count = max(1, count // 5)       # one broker round trip per message: fewer suffice
         started = time.perf_counter()
         for _ in range(confirmed_count):
-            channel.basic_publish("", queue, body)
+            out.basic_publish("", queue, body)
         confirmed = time.perf_counter() - started
         channel.queue_purge(queue)
         server = connection._impl.server_properties
@@ -53,8 +57,9 @@ def measure(parameters: pika.ConnectionParameters, count: int, size: int, timeou
                 "server": {"product": _text(server.get("product")), "version": _text(server.get("version")),
                            "platform": _text(server.get("platform"))}}
     finally:
-        if connection.is_open:
-            connection.close()
+        for opened in (sender, connection):
+            if opened.is_open:
+                opened.close()
 
 
 def _text(value) -> str:

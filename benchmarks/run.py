@@ -72,7 +72,8 @@ def measure_stack(project_dir: Path, variant: stacks.Variant, args) -> dict:
         say(f"{variant.name}: up in {time.monotonic() - started:.1f}s")
         raw = {}
         if variant.name != "default":            # default shares baseline's plaintext broker: same ceiling
-            raw = {label: ceiling.measure(running.pika_parameters(), args.raw_messages, size)
+            raw = {label: ceiling.measure(running.pika_parameters("worker"), running.pika_parameters(),
+                                            args.raw_messages, size)
                    for label, size in CEILING_SIZES.items()}
             say(f"{variant.name}: raw pika {raw['small']['publish_per_s']:.0f} pub/s, "
                 f"{raw['small']['consume_per_s']:.0f} consume/s")

@@ -62,12 +62,12 @@ class Running:
                 "TLS_CA_FILE": str(pki / "ca.crt"), "TLS_CERT_FILE": str(pki / f"{HARDENED_ROLE}.crt"),
                 "TLS_KEY_FILE": str(pki / f"{HARDENED_ROLE}.key")}
 
-    def pika_parameters(self) -> pika.ConnectionParameters:
+    def pika_parameters(self, role: str = HARDENED_ROLE) -> pika.ConnectionParameters:
         if self.variant.profile:
             return pika.ConnectionParameters("127.0.0.1", self.port, PLAIN_VHOST,
                                              pika.PlainCredentials(PLAIN_USER, self.password), connection_attempts=1)
         endpoint = importlib.import_module("tools.broker_client").Endpoint(self.project_dir, port=self.port)
-        return endpoint.parameters(HARDENED_VHOST, HARDENED_ROLE)
+        return endpoint.parameters(HARDENED_VHOST, role)
 
 
 def baseline_override(project_dir: Path, stack, scratch, variant: Variant, password: str,

@@ -3,7 +3,7 @@ import json
 import ssl
 import uuid
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import pika
@@ -63,13 +63,19 @@ class Endpoint:
         return pika.BlockingConnection(self.parameters(vhost, role, **overrides))
 
 
+@cache
+def task_exchange() -> str:
+    """The exchange producers publish tasks through (topology.TASK_EXCHANGE): the default one is not theirs."""
+    return settings.load().topology.TASK_EXCHANGE
+
+
 def publish_raw(channel, queue: str, body: bytes, content_type: str, task_name: str,
                 task_id: str = "00000000-0000-0000-0000-000000000000") -> None:
     """Publish a hand-made Celery protocol-2 message, as an attacker with publish rights could.
 
     Call channel.confirm_delivery() once beforehand to have a refused publish raise here."""
     channel.basic_publish(
-        exchange="", routing_key=queue, body=body, mandatory=True,
+        exchange=task_exchange(), routing_key=queue, body=body, mandatory=True,
         properties=pika.BasicProperties(
             content_type=content_type, content_encoding="binary", delivery_mode=2, correlation_id=task_id,
             headers={"lang": "py", "task": task_name, "id": task_id, "root_id": task_id, "argsrepr": "()",
@@ -102,7 +108,7 @@ def publish(channel, queue: str, body: bytes, headers: dict | None, *, content_t
             correlation_id: str | None = None) -> None:
     """Publish with publisher confirms on (the channel must be in confirm mode): raises if the broker refuses."""
     channel.basic_publish(
-        exchange="", routing_key=queue, body=body, mandatory=True,
+        exchange=task_exchange(), routing_key=queue, body=body, mandatory=True,
         properties=pika.BasicProperties(content_type=content_type, content_encoding=content_encoding,
                                         delivery_mode=2, headers=headers, message_id=message_id,
                                         reply_to=reply_to, correlation_id=correlation_id))

@@ -57,7 +57,7 @@ def build_definitions(vhosts: list[str], passwords: dict[str, str], topology,
     `overrides` is for test stacks only ({vhost: {"queue_max_length": n, "max_connections": n}}): it lets a
     dedicated test vhost have small limits so floods are cheap to stage; `generate` never passes it.
     """
-    definitions = {"users": [], "vhosts": [], "permissions": [], "parameters": [], "policies": [],
+    definitions = {"users": [], "vhosts": [], "permissions": [], "topic_permissions": [], "parameters": [], "policies": [],
                    "queues": [], "exchanges": [], "bindings": []}
     for vhost in vhosts:
         limits = (overrides or {}).get(vhost, {})
@@ -74,6 +74,8 @@ def build_definitions(vhosts: list[str], passwords: dict[str, str], topology,
                 "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": dict(topology.USER_LIMITS[role]),
             })
             definitions["permissions"].append({"user": name, "vhost": vhost, **topology.permissions(role)})
+            definitions["topic_permissions"] += [{"user": name, "vhost": vhost, **grant}
+                                                 for grant in topology.topic_permissions(role)]
         for policy in topology.operator_policies():
             definitions["parameters"].append({
                 "vhost": vhost, "component": "operator_policy", "name": policy["name"],
@@ -86,6 +88,13 @@ def build_definitions(vhosts: list[str], passwords: dict[str, str], topology,
                 arguments["x-max-length"] = limits["queue_max_length"]
             definitions["queues"].append({"name": queue, "vhost": vhost, "durable": True, "auto_delete": False,
                                           "arguments": arguments})
+        definitions["exchanges"].append({"name": topology.TASK_EXCHANGE, "vhost": vhost,
+                                         "type": topology.TASK_EXCHANGE_TYPE,
+                                         "durable": True, "auto_delete": False, "internal": False,
+                                         "arguments": {}})
+        definitions["bindings"] += [{"source": topology.TASK_EXCHANGE, "vhost": vhost, "destination": queue,
+                                     "destination_type": "queue", "routing_key": queue, "arguments": {}}
+                                    for queue in topology.TASK_QUEUES]
         definitions["exchanges"].append({"name": topology.DEAD_LETTER_EXCHANGE, "vhost": vhost, "type": "fanout",
                                          "durable": True, "auto_delete": False, "internal": False,
                                          "arguments": {}})

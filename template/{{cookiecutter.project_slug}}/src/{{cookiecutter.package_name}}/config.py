@@ -1,5 +1,5 @@
 """The Celery settings: secure defaults, each with the attack or failure it prevents."""
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from . import allowlist, topology
 from .settings import BrokerSettings
@@ -8,8 +8,11 @@ JSON_ONLY = ["json"]
 
 
 def task_queues() -> tuple[Queue, ...]:
-    # no_declare: the broker declares queues from its definitions file; clients hold no configure right.
-    return tuple(Queue(name, routing_key=name, no_declare=True) for name in topology.TASK_QUEUES)
+    # no_declare: the broker declares queues and the exchange from its definitions file; clients hold no
+    # configure right. Each queue is bound to the task exchange under its own name. (With a direct exchange
+    # Celery would publish through the default exchange instead, which producers may not write to.)
+    exchange = Exchange(topology.TASK_EXCHANGE, type=topology.TASK_EXCHANGE_TYPE, no_declare=True)
+    return tuple(Queue(name, exchange, routing_key=name, no_declare=True) for name in topology.TASK_QUEUES)
 
 
 def task_routes() -> dict:
@@ -59,6 +62,9 @@ def build_config(broker: BrokerSettings) -> dict:
         # --- routing: pre-declared queues, priorities ---
         "task_queues": task_queues(),
         "task_default_queue": topology.TASK_QUEUE,
+        "task_default_exchange": topology.TASK_EXCHANGE,                # producers may write nowhere else
+        "task_default_exchange_type": topology.TASK_EXCHANGE_TYPE,
+        "task_default_routing_key": topology.TASK_QUEUE,
         "task_create_missing_queues": False,                  # a typo'd queue is an error, not a new queue
         "task_queue_max_priority": topology.MAX_PRIORITY,
         "task_default_priority": 0,

@@ -24,7 +24,7 @@ from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.exceptions import ContentDisallowed
 
-from . import allowlist, header_policy
+from . import allowlist, header_policy, topology
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,11 @@ def envelope_problem(message) -> str | None:
 
 
 def queue_of(message) -> str | None:
-    """The queue a message was published to: producers and workers may write only to the default exchange
-    (topology.permissions), where the routing key is the queue's name."""
+    """The queue a message was published to. Clients may write only to the task exchange, which binds each task
+    queue under its own name, and workers also to the default exchange (topology.permissions): in both the
+    routing key is the queue's name."""
     info = message.delivery_info or {}
-    return info.get("routing_key") if info.get("exchange", "") == "" else None
+    return info.get("routing_key") if info.get("exchange", "") in ("", topology.TASK_EXCHANGE) else None
 
 
 def _header(message, name: str) -> str:

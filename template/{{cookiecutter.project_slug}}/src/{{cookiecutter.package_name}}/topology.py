@@ -5,6 +5,12 @@
 TASK_QUEUE = "tasks"                # default queue for ordinary work
 PRIORITY_QUEUE = "priority"         # payments and other work that must jump the line
 TASK_QUEUES = (TASK_QUEUE, PRIORITY_QUEUE)
+# Producers publish tasks only through this exchange, which binds each task queue under its own name: unlike the
+# default exchange it reaches nothing else (not the dead-letter evidence, not another client's reply queue). A topic
+# exchange (its bindings are exact names, so it routes like a direct one) because RabbitMQ checks topic permissions
+# on it: a publish with any other routing key is refused outright (topic_permissions below).
+TASK_EXCHANGE = "tasks"
+TASK_EXCHANGE_TYPE = "topic"
 DEAD_LETTER_EXCHANGE = "dead-letters"   # refused messages (pickle, rejected) land here for forensics
 DEAD_LETTER_QUEUE = "dead-letters"
 
@@ -66,16 +72,24 @@ def operator_policies() -> list[dict]:
     ]
 
 
+def topic_permissions(role: str) -> list[dict]:
+    """Which routing keys a role may publish with on the task exchange: only the task queues' names."""
+    if role not in ("worker", "producer"):
+        return []                                   # no write on the exchange at all (permissions below)
+    return [{"exchange": TASK_EXCHANGE, "write": "^(" + "|".join(TASK_QUEUES) + ")$", "read": "^$"}]
+
+
 def permissions(role: str) -> dict:
     """Least-privilege configure/write/read regexes for a role inside its own vhost."""
     nothing = "^$"
     task_queues = "^(" + "|".join(TASK_QUEUES) + ")$"
-    default_exchange = r"^amq\.default$"   # Celery publishes tasks and rpc results through it
+    task_exchange = f"^{TASK_EXCHANGE}$"
     table = {
-        # Consumes task queues, publishes results/retries; declares nothing (queues come from definitions).
-        "worker": {"configure": nothing, "write": default_exchange, "read": task_queues},
-        # Publishes tasks; may only declare and read its own rpc reply queue; cannot consume tasks.
-        "producer": {"configure": REPLY_QUEUE_PATTERN, "write": default_exchange, "read": REPLY_QUEUE_PATTERN},
+        # Consumes task queues, publishes retries and chain steps (task exchange) and rpc results (the default
+        # exchange, to the caller's reply queue); declares nothing (queues come from definitions).
+        "worker": {"configure": nothing, "write": rf"^(amq\.default|{TASK_EXCHANGE})$", "read": task_queues},
+        # Publishes tasks through the task exchange only; may only declare and read its own rpc reply queue.
+        "producer": {"configure": REPLY_QUEUE_PATTERN, "write": task_exchange, "read": REPLY_QUEUE_PATTERN},
         # Reads dead letters for forensics; nothing else.
         "auditor": {"configure": nothing, "write": nothing, "read": f"^{DEAD_LETTER_QUEUE}$"},
     }

@@ -24,14 +24,16 @@ ALARMS = ("memory resource limit alarm set", "disk resource limit alarm set")
 
 
 def flood(endpoint) -> dict:
-    """Everything the noisy producer may do; returns what was accepted and how each flood was refused."""
+    """Everything the noisy tenant's producer may do, with its worker's help (only workers write results into
+    reply queues); returns what was accepted and how each flood was refused."""
     outcome = {"task_bytes": 0, "reply_queues": 0}
-    with endpoint.connect(NOISY, "producer") as connection:
-        channel = connection.channel()
+    with endpoint.connect(NOISY, "producer") as connection, endpoint.connect(NOISY, "worker") as worker:
+        channel, results = connection.channel(), worker.channel()
         channel.confirm_delivery()
+        results.confirm_delivery()
         try:
             while True:                                    # the task queue: reject-publish once at its bound
-                channel.basic_publish("", topology.TASK_QUEUE, b"x" * NEAR_LIMIT)
+                channel.basic_publish(topology.TASK_EXCHANGE, topology.TASK_QUEUE, b"x" * NEAR_LIMIT)
                 outcome["task_bytes"] += NEAR_LIMIT
         except pika.exceptions.NackError as exc:
             outcome["task_queue_refusal"] = type(exc).__name__
@@ -41,7 +43,7 @@ def flood(endpoint) -> dict:
                 channel.queue_declare(name, exclusive=True, arguments={"x-max-length-bytes": 2**30})
                 outcome["reply_queues"] += 1
                 for _ in range(topology.REPLY_QUEUE_MAX_BYTES // NEAR_LIMIT + 2):
-                    channel.basic_publish("", name, b"x" * NEAR_LIMIT)
+                    results.basic_publish("", name, b"x" * NEAR_LIMIT)
         except pika.exceptions.ChannelClosedByBroker as exc:
             outcome["queue_limit_refusal"] = f"{exc.reply_code} {exc.reply_text.split(': ', 1)[-1]}"
     return outcome

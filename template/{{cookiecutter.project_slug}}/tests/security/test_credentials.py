@@ -5,16 +5,19 @@ import re
 from pathlib import Path
 
 import docker
+import pika
 import pytest
 from cryptography.hazmat.primitives import serialization
 from pika.exceptions import ChannelClosedByBroker, ProbableAccessDeniedError, ProbableAuthenticationError
 
 from tls import load_private_key
+from tools.broker_client import drain_dead_letters, publish, task_exchange, task_message
 
 controls = pytest.mark.controls
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ROLES = ("worker", "producer", "auditor")
 REPLY_QUEUE = "0b7c9a52-3f4e-4d7a-9c1e-2a5b6c7d8e9f"   # shaped like a Celery rpc reply queue
+ADD = "{{ cookiecutter.package_name }}.tasks.arithmetic.add"
 
 
 @controls("CRED-01")
@@ -64,6 +67,12 @@ OPERATIONS = {
     "consume tasks": lambda ch: ch.basic_get("tasks"),
     # With confirms, a refused publish closes the channel before basic_publish returns.
     "publish via default exchange": lambda ch: (ch.confirm_delivery(), ch.basic_publish("", "no-such-queue", b"{}")),
+    # A real add(1, 1): it runs, so the probe leaves nothing in the dead-letter evidence other tests count.
+    "publish a task via task exchange": lambda ch: (ch.confirm_delivery(),
+                                                    publish(ch, "tasks", *task_message(ADD, (1, 1))[:2])),
+    # The task exchange's topic permissions: a routing key that is not a task queue's name is refused outright.
+    "publish via task exchange to another key": lambda ch: (ch.confirm_delivery(),
+                                                            ch.basic_publish(task_exchange(), "dead-letters", b"{}")),
     "redeclare tasks queue": lambda ch: ch.queue_declare("tasks", durable=True, arguments={}),
     # if_unused/if_empty: a role that may delete gets 406 instead of 403 and the live queue survives the probe.
     "delete tasks queue": lambda ch: ch.queue_delete("tasks", if_unused=True, if_empty=True),
@@ -75,8 +84,10 @@ OPERATIONS = {
 # What each role may do; every other cell must be refused with 403 ACCESS_REFUSED.
 ALLOWED = {
     # Purging needs only read permission in RabbitMQ, so a consumer can always purge (documented limit).
-    "worker": {"consume tasks", "publish via default exchange", "purge tasks queue"},
-    "producer": {"publish via default exchange", "declare own reply queue"},
+    # Workers write results to reply queues through the default exchange; producers only the task exchange.
+    "worker": {"consume tasks", "publish via default exchange", "publish a task via task exchange",
+               "purge tasks queue"},
+    "producer": {"publish a task via task exchange", "declare own reply queue"},
     "auditor": {"read dead letters"},
 }
 
@@ -91,6 +102,25 @@ def test_permission_matrix(stack, vhosts, role, record_property):
     for operation, outcome in matrix.items():
         expected = "allowed" if operation in ALLOWED[role] else "refused 403"
         assert outcome == expected, f"{role} / {operation}: {outcome}"
+
+
+@controls("CRED-03")
+def test_a_producer_cannot_write_into_the_evidence_queue(stack, vhosts, record_property):
+    """Publish rights on the default exchange would reach every queue of the vhost, the dead-letter evidence
+    included; the task exchange a producer may write to takes only the task queues' names as routing keys."""
+    forged = pika.BasicProperties(message_id="forged-evidence")
+    with stack.endpoint.connect(vhosts[0], "producer") as connection:
+        outcomes = {exchange or "default": attempt(connection, lambda ch, exchange=exchange: (
+            ch.confirm_delivery(), ch.basic_publish(exchange, "dead-letters", b"{}", forged, mandatory=True)))
+            for exchange in ("", task_exchange())}
+        legitimate = attempt(connection, lambda ch: (ch.confirm_delivery(),
+                                                     publish(ch, "tasks", *task_message(ADD, (2, 2))[:2])))
+    with stack.endpoint.connect(vhosts[0], "auditor") as auditor:
+        arrived = [p.message_id for p, _ in drain_dead_letters(auditor) if p.message_id == forged.message_id]
+    record_property("evidence", f"a producer's publish into dead-letters through each exchange: {outcomes}; "
+                                f"forged letters that arrived: {arrived}; a task through the task exchange: {legitimate}")
+    assert outcomes == {"default": "refused 403", task_exchange(): "refused 403"} and not arrived
+    assert legitimate == "allowed"
 
 
 def key_material(path) -> dict[str, bytes]:

@@ -29,6 +29,8 @@ def test_non_json_messages_are_refused_dead_lettered_and_never_run(stack, vhosts
     endpoint = stack.endpoint
     published = 0
     for vhost in vhosts:
+        with endpoint.connect(vhost, "auditor") as auditor:
+            drain_dead_letters(auditor)                                  # start from empty evidence queues
         with endpoint.connect(vhost, "producer") as connection:
             channel = connection.channel()
             channel.confirm_delivery()

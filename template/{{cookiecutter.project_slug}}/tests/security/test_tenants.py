@@ -15,23 +15,24 @@ controls = pytest.mark.controls
 NEAR_LIMIT = topology.MAX_MESSAGE_BYTES - 4096
 
 
-def depth_after_flood(channel, queue: str, count: int, size: int) -> int:
+def flood(channel, queue: str, count: int, size: int) -> None:
     for _ in range(count):
         channel.basic_publish("", queue, b"x" * size)      # confirmed: a refused publish raises
-    return channel.queue_declare(queue, passive=True).method.message_count
 
 
 @controls("TEN-01")
 def test_a_reply_queue_stays_bounded_whatever_its_declaration_asks(stack, vhosts, record_property):
     """The producer may declare reply-queue-shaped queues (Celery's rpc backend needs it); asking for 1 GiB in
-    the declaration does not lift the broker's operator policy."""
-    with stack.endpoint.connect(vhosts[0], "producer") as connection:
-        channel = connection.channel()
-        channel.confirm_delivery()
+    the declaration does not lift the broker's operator policy when results (a worker's writes) flood it."""
+    with stack.endpoint.connect(vhosts[0], "producer") as connection, \
+            stack.endpoint.connect(vhosts[0], "worker") as worker:
+        channel, results = connection.channel(), worker.channel()
+        results.confirm_delivery()
         flooded = str(uuid.uuid4())
         channel.queue_declare(flooded, auto_delete=True, arguments={"x-max-length-bytes": 2**30, "x-max-length": 10**9})
         sent = topology.REPLY_QUEUE_MAX_BYTES // NEAR_LIMIT + 4
-        kept = depth_after_flood(channel, flooded, sent, NEAR_LIMIT)
+        flood(results, flooded, sent, NEAR_LIMIT)
+        kept = channel.queue_declare(flooded, passive=True).method.message_count
         channel.queue_delete(flooded)
     record_property("evidence", f"{sent} x {NEAR_LIMIT} bytes into a queue declared for 1 GiB: {kept} kept "
                                 f"(bound {topology.REPLY_QUEUE_MAX_BYTES} bytes)")

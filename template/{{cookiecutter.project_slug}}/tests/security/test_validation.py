@@ -7,7 +7,7 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 from tests.harness.readiness import WORKER_READY, logs, wait_until
-from tools.broker_client import death_reasons, drain_dead_letters, publish, task_message
+from tools.broker_client import death_reasons, drain_dead_letters, publish, task_exchange, task_message
 from {{ cookiecutter.package_name }}.topology import MAX_MESSAGE_BYTES
 
 controls = pytest.mark.controls
@@ -128,19 +128,21 @@ def test_message_over_the_broker_limit_is_refused(stack, vhosts, record_property
         channel = connection.channel()
         channel.confirm_delivery()
         with pytest.raises(ChannelClosedByBroker) as caught:
-            channel.basic_publish("", "tasks", body)
+            channel.basic_publish(task_exchange(), "tasks", body)
     record_property("evidence", f"{len(body)} bytes: {caught.value!r}")
     assert caught.value.reply_code == 406 and "larger than configured max size" in caught.value.reply_text
 
 
 @controls("VAL-03")
 def test_message_under_the_broker_limit_is_accepted(stack, vhosts):
-    with stack.endpoint.connect(vhosts[0], "producer") as connection:
-        channel = connection.channel()
-        channel.confirm_delivery()
+    # Into a producer's reply queue, as a worker sends a result: nothing consumes it, unlike a task queue.
+    with stack.endpoint.connect(vhosts[0], "producer") as connection, \
+            stack.endpoint.connect(vhosts[0], "worker") as worker:
+        channel, results = connection.channel(), worker.channel()
+        results.confirm_delivery()
         queue = "5f0c6a1e-8b2d-4c3e-9f4a-1b2c3d4e5f60"       # a reply-queue-shaped name the producer may own
         channel.queue_declare(queue, auto_delete=True)
-        channel.basic_publish("", queue, b"x" * (MAX_MESSAGE_BYTES - 4096))   # confirmed, no exception
+        results.basic_publish("", queue, b"x" * (MAX_MESSAGE_BYTES - 4096))   # confirmed, no exception
         channel.queue_delete(queue)
 
 
