@@ -6,9 +6,14 @@ does not survive a container stop) and every queued task would be lost.
 Side effects are read from the workers' SQLite store (a host directory), not from results: the rpc
 result backend's reply queues are transient and do not survive a broker restart by design.
 """
+import json
+import secrets
+
 import pytest
+from pika.exceptions import ProbableAuthenticationError
 
 from tests.harness.readiness import logs, wait_until
+from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
 from tests.resilience.harness import ACTIVATE_ACCOUNT, RECORD_PAYMENT, celery_client, count, queue_depth, shared_data_dir
 
 VHOST = "restart"
@@ -84,3 +89,38 @@ def test_running_worker_reconnects_over_tls_by_itself_and_drains_the_queue(rig, 
     wait_until(lambda: side_effects(data_dir) == count, timeout=150, what=f"{count} side effects")
     assert logs(worker).count(CONNECTED) == 2, "the worker did not reconnect by itself"
     record_property("evidence", f"worker reconnected over TLS after a broker crash and ran all {count} tasks")
+
+
+@pytest.mark.live
+def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing_data(rig, clean_vhost,
+                                                                                   record_property):
+    """CRED-05 through a real restart: the broker's volume remembers a user an earlier definitions file created;
+    the entry point removes it at boot, and the queued tasks on the same volume are still there."""
+    clean_vhost(VHOST)
+    path = rig.under_test.secrets_dir / "definitions.json"
+    shipped = path.read_text()
+    retired, password = f"{VHOST}-retired", secrets.token_urlsafe(24)
+    earlier = json.loads(shipped)
+    earlier["users"].append({"name": retired, "password_hash": rabbitmq_password_hash(password),
+                             "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": {}})
+    earlier["permissions"].append({"user": retired, "vhost": VHOST, "configure": "^$", "write": ".*", "read": ".*"})
+    try:
+        path.write_text(json.dumps(earlier))        # in place: the container's bind mount follows the same file
+        rig.kill_broker()
+        rig.start_broker_again()
+        with rig.endpoint.connect(VHOST, "producer", user=retired, password=password):
+            pass                                    # the earlier definitions' user works
+        queued = publish_tasks(rig, 1, 10)
+        path.write_text(shipped)                    # ...and is removed from them
+        rig.kill_broker()
+        downtime = rig.start_broker_again()
+    finally:
+        path.write_text(shipped)
+    with pytest.raises(ProbableAuthenticationError) as refused:
+        rig.endpoint.connect(VHOST, "producer", user=retired, password=password)
+    kept = queue_depth(rig.endpoint, VHOST, "tasks") + queue_depth(rig.endpoint, VHOST, "priority")
+    removal = next((line for line in logs(rig.broker).splitlines() if f"removed: delete_user {retired}" in line), "")
+    record_property("evidence", f"restarted in {downtime:.1f}s on the same volume: {kept}/{queued} queued tasks kept; "
+                                f"{removal.strip()[:120]}; login: {refused.value!r}")
+    assert kept == queued, "the volume was not kept: the removal proves nothing"
+    assert removal, "the entry point did not log the removal"

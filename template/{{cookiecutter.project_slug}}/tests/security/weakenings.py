@@ -37,6 +37,7 @@ EXPECTED_FAILURES = {
     "unboundedqueues": {"TEN-01"},
     "nouserlimits": {"TEN-02"},
     "envsecret": {"CRED-04"},
+    "additivedefinitions": {"CRED-05"},
     "pickle": {"SER-01", "SER-02"},
     "pickleproducer": {"SER-03"},
     "novalidation": {"VAL-01", "VAL-02"},
@@ -83,6 +84,23 @@ CONFIG_SWAPS = {
     "nopeercert": {"advanced.config": {"{verify, verify_peer},": "{verify, verify_none},",
                                        "{fail_if_no_peer_cert, true},": "{fail_if_no_peer_cert, false},"}},
 }
+
+# "RabbitMQ already imports the definitions at boot": its stock, additive import and nothing removed.
+ADDITIVE_BOOT = """#!/bin/sh
+set -eu
+if [ "${1:-}" = reconcile ]; then
+    rabbitmqctl -q import_definitions /run/secrets/definitions.json
+    echo "broker-boot: definitions reconciled (weakened: imported, nothing removed)"
+    exit 0
+fi
+rabbitmq-server &
+server=$!
+trap 'kill -TERM "$server"; wait "$server"; exit $?' TERM INT
+until rabbitmqctl -q await_startup >/dev/null 2>&1; do sleep 1; done
+touch /tmp/definitions-reconciled
+echo "broker-boot: definitions reconciled (weakened: nothing removed)"
+wait "$server"
+"""
 
 # sitecustomize.py bodies for the worker containers (%-formatted: this file is itself a template, so no double
 # braces here).
@@ -139,6 +157,9 @@ class Weakening:
         for name, swaps in CONFIG_SWAPS.get(self.name, {}).items():
             config = self.scratch.write(name, broker_config_swapped(self.stack.project_dir, swaps, name), mode=0o644)
             services.setdefault("broker", {"volumes": []})["volumes"].append(f"{config}:/etc/rabbitmq/{name}:ro")
+        if self.name == "additivedefinitions":
+            boot = self.scratch.write("broker-boot", ADDITIVE_BOOT, mode=0o755)
+            services.setdefault("broker", {"volumes": []})["volumes"].append(f"{boot}:/usr/local/bin/broker-boot:ro")
         definitions = self.definitions()
         if definitions is not None:
             override["secrets"] = {"definitions": {"file": str(self.scratch.write("definitions.json",
