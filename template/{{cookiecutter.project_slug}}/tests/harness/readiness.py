@@ -1,7 +1,7 @@
 """Readiness proven by events, never by sleeping: a container is ready when it logs its readiness line."""
 import time
 
-BROKER_READY = "Server startup complete"      # RabbitMQ, once every listener is up
+BROKER_READY = "definitions reconciled"       # broker/boot.sh, once RabbitMQ is up and holds only what definitions say
 WORKER_READY = " ready."                      # Celery's worker, once it consumes
 
 
@@ -50,3 +50,15 @@ def first_log_line_with(container, needles: tuple[str, ...], timeout: float) -> 
         if container.status in ("exited", "dead") or time.monotonic() > deadline:
             return None
         time.sleep(0.2)
+
+
+def wait_for_closed_connections(broker, vhost: str, timeout: float = 60) -> None:
+    """Wait until the broker has counted out every closed connection of `vhost`. RabbitMQ drops a closed connection
+    from its per-user and per-vhost counts asynchronously (seen taking over 10 s on a busy 2-core machine), so a
+    test that opens connections up to a limit starts only once the earlier ones are gone."""
+    def settled() -> bool:
+        listed = broker.exec_run(["rabbitmqctl", "-q", "list_connections", "vhost", "state", "--no-table-headers"])
+        rows = [line.split("\t") for line in listed.output.decode(errors="replace").splitlines()]
+        return listed.exit_code == 0 and not any(
+            len(row) == 2 and row[0] == vhost and row[1].strip() in ("closing", "closed") for row in rows)
+    wait_until(settled, timeout=timeout, interval=0.5, what=f"closed connections of {vhost} counted out")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.readiness import wait_for_closed_connections
 from tests.resilience.harness import purge, start_rig
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -38,5 +39,6 @@ def clean_vhost(rig):
     """Empty a vhost's task and dead-letter queues before the test uses it."""
     def clean(vhost: str) -> str:
         purge(rig.endpoint, vhost)
+        wait_for_closed_connections(rig.broker, vhost)      # the limits tests count from zero
         return vhost
     return clean

@@ -2,12 +2,13 @@
 user's connections and channels are capped inside its vhost's (TEN-01, TEN-02). Nor can they run what is not
 theirs: each worker runs only its tenant's task modules, each from its own queue (TEN-03)."""
 import uuid
+from contextlib import ExitStack
 
 import pika
 import pytest
 from pika.exceptions import ConnectionClosedByBroker, ProbableAccessDeniedError
 
-from tests.harness.readiness import logs, wait_until
+from tests.harness.readiness import logs, wait_for_closed_connections, wait_until
 from tools.broker_client import death_reasons, drain_dead_letters, publish, task_message
 from {{ cookiecutter.package_name }} import allowlist, topology
 
@@ -58,6 +59,7 @@ def test_a_tenant_cannot_create_queues_without_end(stack, vhosts, record_propert
 @controls("TEN-02")
 def test_a_producer_at_its_connection_limit_leaves_room_for_its_worker(stack, vhosts, record_property):
     endpoint, vhost = stack.endpoint, vhosts[0]
+    wait_for_closed_connections(stack.broker, vhost)     # earlier tests' producer connections no longer counted
     opened, refusal = [], None
     try:
         for _ in range(topology.USER_LIMITS["producer"]["max-connections"] + 1):
@@ -119,29 +121,13 @@ def allow_list_cases(stack, vhosts) -> list[tuple[str, str, tuple, str | None]]:
     return cases
 
 
-@controls("TEN-03")
-def test_a_task_runs_only_for_its_tenant_and_from_its_queue(stack, vhosts, record_property):
-    """Each producer publishes valid calls into its own vhost: those the allow-lists permit run; the others are
-    dead-lettered as not allowed, never run, and the workers keep going."""
-    for vhost in vhosts:
-        with stack.endpoint.connect(vhost, "auditor") as auditor:
-            drain_dead_letters(auditor)                                  # start from empty evidence queues
-    sent = []
-    for number, (vhost, queue, (task, kwargs), refusal) in enumerate(allow_list_cases(stack, vhosts)):
-        message_id = f"ten-03-{number}"
-        body, headers, task_id = task_message(task, kwargs={**kwargs, **(
-            {"payment_id": message_id} if "payment_id" in kwargs else {})})
-        with stack.endpoint.connect(vhost, "producer") as connection:
-            channel = connection.channel()
-            channel.confirm_delivery()
-            publish(channel, queue, body, headers, message_id=message_id)
-        sent.append((vhost, queue, task.rsplit(".", 1)[-1], refusal, task_id, message_id))
+def check_outcomes(stack, sent, auditors) -> list[str]:
+    """Wait for each placement's outcome: run (the worker's log) or refused (its log line and dead letter)."""
     letters: dict[str, list[str]] = {}
 
     def dead_lettered(vhost, message_id):
-        with stack.endpoint.connect(vhost, "auditor") as auditor:
-            for properties, _ in drain_dead_letters(auditor):
-                letters[properties.message_id] = death_reasons(properties)
+        for properties, _ in drain_dead_letters(auditors[vhost]):
+            letters[properties.message_id] = death_reasons(properties)
         return message_id in letters
 
     evidence = []
@@ -159,6 +145,29 @@ def test_a_task_runs_only_for_its_tenant_and_from_its_queue(stack, vhosts, recor
         wait_until(lambda: dead_lettered(vhost, message_id), timeout=30, what=f"{message_id} in the dead-letter queue")
         assert letters[message_id] == ["rejected"], letters
         evidence.append(f"{vhost}/{queue}/{task}: dead-lettered ({refusal})")
+    return evidence
+
+
+@controls("TEN-03")
+def test_a_task_runs_only_for_its_tenant_and_from_its_queue(stack, vhosts, record_property):
+    """Each producer publishes valid calls into its own vhost: those the allow-lists permit run; the others are
+    dead-lettered as not allowed, never run, and the workers keep going."""
+    for vhost in vhosts:
+        with stack.endpoint.connect(vhost, "auditor") as auditor:
+            drain_dead_letters(auditor)                                  # start from empty evidence queues
+    sent = []
+    for number, (vhost, queue, (task, kwargs), refusal) in enumerate(allow_list_cases(stack, vhosts)):
+        message_id = f"ten-03-{number}"
+        body, headers, task_id = task_message(task, kwargs={**kwargs, **(
+            {"payment_id": message_id} if "payment_id" in kwargs else {})})
+        with stack.endpoint.connect(vhost, "producer") as connection:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            publish(channel, queue, body, headers, message_id=message_id)
+        sent.append((vhost, queue, task.rsplit(".", 1)[-1], refusal, task_id, message_id))
+    with ExitStack() as held:         # one auditor connection per vhost for all polls (the auditor's limit is 2)
+        auditors = {vhost: held.enter_context(stack.endpoint.connect(vhost, "auditor")) for vhost in vhosts}
+        evidence = check_outcomes(stack, sent, auditors)
     for worker in stack.workers.values():
         worker.reload()
         assert worker.status == "running"

@@ -189,13 +189,13 @@ def test_forged_task_headers_are_dead_lettered_and_never_run(stack, vhosts, reco
                     reply_to=spec["reply_to"])
     letters: dict[str, list] = {}
 
-    def all_dead_lettered():
-        with endpoint.connect(vhost, "auditor") as auditor:
+    with endpoint.connect(vhost, "auditor") as auditor:       # one connection for all polls (auditor limit: 2)
+        def all_dead_lettered():
             for properties, _ in drain_dead_letters(auditor):
                 letters.setdefault(properties.message_id, []).extend(death_reasons(properties))
-        return set(letters) >= {f"forged-{name}" for name in messages}
+            return set(letters) >= {f"forged-{name}" for name in messages}
 
-    wait_until(all_dead_lettered, timeout=60, what="every forged message in the dead-letter queue")
+        wait_until(all_dead_lettered, timeout=60, what="every forged message in the dead-letter queue")
     log = logs(worker)
     # Exactly the forged messages, each once and rejected: nothing the worker was tricked into writing there.
     assert letters == {f"forged-{name}": ["rejected"] for name in messages}, letters
