@@ -10,13 +10,14 @@ import json
 import secrets
 
 import pytest
-from pika.exceptions import ProbableAuthenticationError
+from pika.exceptions import ProbableAccessDeniedError, ProbableAuthenticationError
 
 from tests.harness.readiness import logs, wait_until
 from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
 from tests.resilience.harness import ACTIVATE_ACCOUNT, RECORD_PAYMENT, celery_client, count, queue_depth, shared_data_dir
 
 VHOST = "restart"
+OTHER_VHOST = "flood"                   # another test tenant, for a leftover cross-tenant grant
 CONNECTED = f"Connected to amqps://{VHOST}-worker"
 
 
@@ -104,12 +105,19 @@ def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing
     earlier["users"].append({"name": retired, "password_hash": rabbitmq_password_hash(password),
                              "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": {}})
     earlier["permissions"].append({"user": retired, "vhost": VHOST, "configure": "^$", "write": ".*", "read": ".*"})
+    # ...and grants of users that stay: the auditor also in another tenant, the producer on another exchange.
+    auditor, producer = f"{VHOST}-auditor", f"{VHOST}-producer"
+    earlier["permissions"].append({"user": auditor, "vhost": OTHER_VHOST, "configure": "^$", "write": "^$", "read": ".*"})
+    earlier["topic_permissions"].append({"user": producer, "vhost": VHOST, "exchange": "amq.topic", "write": ".*",
+                                         "read": ".*"})
     try:
         path.write_text(json.dumps(earlier))        # in place: the container's bind mount follows the same file
         rig.kill_broker()
         rig.start_broker_again()
         with rig.endpoint.connect(VHOST, "producer", user=retired, password=password):
-            pass                                    # the earlier definitions' user works
+            pass                                    # the earlier definitions' user and grant work
+        with rig.endpoint.connect(OTHER_VHOST, "auditor", user=auditor, password=rig.endpoint.password(VHOST, "auditor")):
+            pass
         queued = publish_tasks(rig, 1, 10)
         path.write_text(shipped)                    # ...and is removed from them
         rig.kill_broker()
@@ -118,9 +126,14 @@ def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing
         path.write_text(shipped)
     with pytest.raises(ProbableAuthenticationError) as refused:
         rig.endpoint.connect(VHOST, "producer", user=retired, password=password)
+    with pytest.raises(ProbableAccessDeniedError):
+        rig.endpoint.connect(OTHER_VHOST, "auditor", user=auditor, password=rig.endpoint.password(VHOST, "auditor"))
     kept = queue_depth(rig.endpoint, VHOST, "tasks") + queue_depth(rig.endpoint, VHOST, "priority")
-    removal = next((line for line in logs(rig.broker).splitlines() if f"removed: delete_user {retired}" in line), "")
+    log = logs(rig.broker)
+    removal = next((line for line in log.splitlines() if f"removed: delete_user {retired}" in line), "")
     record_property("evidence", f"restarted in {downtime:.1f}s on the same volume: {kept}/{queued} queued tasks kept; "
                                 f"{removal.strip()[:120]}; login: {refused.value!r}")
     assert kept == queued, "the volume was not kept: the removal proves nothing"
     assert removal, "the entry point did not log the removal"
+    assert f"removed: clear_permissions {auditor} {OTHER_VHOST}" in log
+    assert f"removed: clear_topic_permissions {producer} {VHOST} amq.topic" in log
