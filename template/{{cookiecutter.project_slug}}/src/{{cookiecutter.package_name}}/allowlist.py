@@ -48,13 +48,13 @@ def tenant_modules_from_env() -> frozenset[str]:
     return modules
 
 
-def refusal(task_name: str, queue: str, tenant_modules: frozenset[str]) -> str | None:
+def refusal(task_name: str, queue: str | None, tenant_modules: frozenset[str]) -> str | None:
     """Why this worker must not run `task_name` taken from `queue`, or None."""
     module = task_module(task_name)
     if module not in tenant_modules:
         return f"task {str(task_name)[:80]!r} is not allowed for this tenant (allowed: {', '.join(sorted(tenant_modules))})"
     if queue is None:
-        return f"task {str(task_name)[:80]!r} did not come through the default exchange into a task queue"
+        return f"task {str(task_name)[:80]!r} did not reach a task queue through the task or default exchange"
     if module not in QUEUE_TASK_MODULES.get(queue, ()):
         return f"task {str(task_name)[:80]!r} is not allowed on queue {str(queue)[:40]!r}"
     return None

@@ -30,7 +30,7 @@ def test_every_task_module_has_exactly_one_queue_and_is_routed_there():
     (PAYMENT, topology.PRIORITY_QUEUE, NO_PAYMENTS, "is not allowed for this tenant"),
     (ADD, topology.PRIORITY_QUEUE, EVERYTHING, "is not allowed on queue 'priority'"),
     (PAYMENT, topology.TASK_QUEUE, EVERYTHING, "is not allowed on queue 'tasks'"),
-    (ADD, None, EVERYTHING, "did not come through the default exchange"),
+    (ADD, None, EVERYTHING, "did not reach a task queue through the task or default exchange"),
     ("celery.chord_unlock", topology.TASK_QUEUE, EVERYTHING, "is not allowed for this tenant"),
     (ADD, topology.TASK_QUEUE, frozenset(), "is not allowed for this tenant"),
 ])
