@@ -14,7 +14,7 @@ import uuid
 import pika
 import pytest
 
-from tests.harness.readiness import logs
+from tests.harness.readiness import logs, wait_for_closed_connections
 from tests.resilience.harness import ADD, celery_client
 from {{ cookiecutter.package_name }} import topology
 
@@ -109,5 +109,6 @@ def test_a_worker_connects_while_its_producer_holds_every_connection_it_may(rig,
     finally:
         for connection in held:
             connection.close()
+        wait_for_closed_connections(rig.broker, NOISY)    # counted out before any later test connects
     record_property("evidence", f"producer held {len(held)} connections ({refused.value!r}); its worker started")
     assert len(held) == topology.USER_LIMITS["producer"]["max-connections"]
