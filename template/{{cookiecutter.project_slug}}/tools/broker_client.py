@@ -1,7 +1,6 @@
 """Host-side AMQP access with pika, as any role of any vhost: used by the demo and the security tests."""
 import json
 import ssl
-import time
 import uuid
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -60,18 +59,8 @@ class Endpoint:
             connection_attempts=1, socket_timeout=10, blocked_connection_timeout=10,
         )
 
-    def connect(self, vhost: str, role: str, *, wait_for_room: float = 0, **overrides) -> pika.BlockingConnection:
-        """`wait_for_room` (seconds): retry while the user's connection limit refuses it. The broker counts a
-        closed connection out asynchronously, so a role with a limit of 2 that closes and reopens quickly can be
-        refused for a moment; housekeeping (purges) waits, tests of the limit itself never do."""
-        deadline = time.monotonic() + wait_for_room
-        while True:
-            try:
-                return pika.BlockingConnection(self.parameters(vhost, role, **overrides))
-            except pika.exceptions.ProbableAccessDeniedError as exc:
-                if "user connection limit" not in repr(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    def connect(self, vhost: str, role: str, **overrides) -> pika.BlockingConnection:
+        return pika.BlockingConnection(self.parameters(vhost, role, **overrides))
 
 
 @cache

@@ -31,7 +31,7 @@ def task_module(name: str) -> str | None:
     return name[len(prefix):].split(".", 1)[0]
 
 
-def queue_of(module: str) -> str:
+def queue_for_module(module: str) -> str:
     return next(queue for queue, modules in QUEUE_TASK_MODULES.items() if module in modules)
 
 

@@ -187,11 +187,11 @@ def queue_depth(endpoint: Endpoint, vhost: str, queue: str) -> int:
 
 
 def purge(endpoint: Endpoint, vhost: str) -> None:
-    with endpoint.connect(vhost, "worker", wait_for_room=10) as connection:
+    with endpoint.connect(vhost, "worker") as connection:
         channel = connection.channel()
         for queue in ("tasks", "priority"):
             channel.queue_purge(queue)
-    with endpoint.connect(vhost, "auditor", wait_for_room=10) as connection:
+    with endpoint.connect(vhost, "auditor") as connection:
         connection.channel().queue_purge("dead-letters")
 
 

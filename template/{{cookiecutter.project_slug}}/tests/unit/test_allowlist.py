@@ -23,7 +23,7 @@ def test_every_task_module_has_exactly_one_queue_and_is_routed_there():
     for name in project_tasks():
         module = allowlist.task_module(name)
         assert module in EVERYTHING, f"{name} belongs to no queue in allowlist.QUEUE_TASK_MODULES"
-        assert app.amqp.router.route({}, name)["queue"].name == allowlist.queue_of(module), name
+        assert app.amqp.router.route({}, name)["queue"].name == allowlist.queue_for_module(module), name
 
 
 @pytest.mark.parametrize("task, queue, tenant, rule", [
