@@ -11,7 +11,8 @@ from .certificates import (
 )
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key
-from .store import add_client, add_server, bootstrap_pki, check_pki, rotate
+from .revocation import openssl_name_hash
+from .store import add_client, add_server, bootstrap_pki, check_crl, check_pki, revoke, rotate, write_crl
 
 __all__ = [
     "ChownRequired",
@@ -19,6 +20,7 @@ __all__ = [
     "add_client",
     "add_server",
     "bootstrap_pki",
+    "check_crl",
     "check_pki",
     "create_ca",
     "describe",
@@ -26,7 +28,10 @@ __all__ = [
     "issue_server_certificate",
     "load_certificate",
     "load_private_key",
+    "openssl_name_hash",
+    "revoke",
     "rotate",
     "server_alt_names",
     "verify_chain",
+    "write_crl",
 ]

@@ -1,4 +1,4 @@
-"""Command line: `python -m tls {init,issue-client,issue-server,rotate,inspect}`."""
+"""Command line: `python -m tls {init,issue-client,issue-server,rotate,revoke,crl,inspect}`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from .errors import PKIError
-from .store import DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_pki, rotate
+from .store import (DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_crl, check_pki, load_ca,
+                    revoke, rotate, write_crl)
 
 EXIT_OK, EXIT_WARN, EXIT_USAGE = 0, 1, 2
 
@@ -50,10 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=825)
     p.add_argument("--owner", metavar="UID:GID")
 
-    p = sub.add_parser("rotate", parents=[common], help="re-issue a certificate with a new key")
+    p = sub.add_parser("rotate", parents=[common], help="re-issue a certificate with a new key, revoking the old one")
     p.add_argument("name")
     p.add_argument("--days", type=int)
     p.add_argument("--owner", metavar="UID:GID")
+
+    p = sub.add_parser("revoke", parents=[common], help="revoke a certificate; the broker refuses it from then on")
+    p.add_argument("name")
+
+    sub.add_parser("crl", parents=[common], help="sign the revocation list anew (or create it in an older PKI)")
 
     p = sub.add_parser("inspect", parents=[common], help="show certificates; exit 1 if any needs attention")
     p.add_argument("--warn-days", type=int, default=30)
@@ -89,7 +95,9 @@ def _inspect(pki_dir: Path, warn_days: int) -> int:
     for r in problems:
         if r["chain"] != "valid":
             print(f"{r['name']}: {r['chain']}")
-    return EXIT_WARN if problems else EXIT_OK
+    crl_ok, crl_line = check_crl(pki_dir)
+    print(crl_line)
+    return EXIT_WARN if problems or not crl_ok else EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
         result = rotate(args.dir, args.name, {args.name: owner} if owner else None, args.days)
         print(f"archived old {args.name} pair in {result.archive_dir}")
         _print_written(result.written)
+    elif args.command == "revoke":
+        result = revoke(args.dir, args.name)
+        print(f"revoked {args.name}; its pair is archived in {result.archive_dir}")
+        _print_written([result.crl])
+    elif args.command == "crl":
+        _print_written([write_crl(args.dir, *load_ca(args.dir), [])])
     elif args.command == "inspect":
         return _inspect(args.dir, args.warn_days)
     return EXIT_OK

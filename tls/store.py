@@ -25,6 +25,7 @@ from .certificates import (
 )
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key, private_key_pem
+from .revocation import CRL_DIR_MODE, CRL_MODE, crl_path, crl_pem, crl_with, is_revoked, load_crl
 from .validation import check_ca_name, check_client_role, check_host, check_owner
 
 DEFAULT_DIR = Path("pki")
@@ -39,6 +40,11 @@ Owner = tuple[int, int]
 
 class Rotation(NamedTuple):
     written: list[Path]
+    archive_dir: Path
+
+
+class Revocation(NamedTuple):
+    crl: Path
     archive_dir: Path
 
 
@@ -201,6 +207,8 @@ def bootstrap_pki(
     try:
         for name, key, cert in pairs:
             _write_pair(pki_dir, name, key, cert, owners.get(name), pending, created)
+        # An empty CRL from the start: the broker refuses every client whose issuer has no CRL it can read.
+        created.append(write_crl(pki_dir, ca_key, ca_cert, []))
     except BaseException:
         _rollback(created)
         raise
@@ -275,14 +283,43 @@ def rotate(
             owner = (st.st_uid, st.st_gid)
 
     archive_dir = _archive(pki_dir, [old_cert_path, old_key_path])
+    chown_required = None
     try:
         written = _write_new_pair(pki_dir, name, key, cert, owner)
-    except ChownRequired:
-        raise  # the new pair is in place; only its ownership is left to the user
+    except ChownRequired as exc:
+        chown_required = exc  # the new pair is in place; only its ownership is left to the user (raised below)
     except BaseException:
         _restore(archive_dir, pki_dir)
         raise
-    return Rotation(written, archive_dir)
+    # Revoked only once its successor is on disk, so a failed rotation never leaves the name without a valid pair.
+    written_crl = write_crl(pki_dir, ca_key, ca_cert, [old])
+    if chown_required is not None:
+        raise chown_required
+    return Rotation([*written, written_crl], archive_dir)
+
+
+def revoke(pki_dir: Path, name: str) -> Revocation:
+    """Revoke the current certificate of leaf `name` (the broker refuses it from its next handshake on) and move
+    its pair to archive/; `issue-client`/`issue-server` give the name a new one."""
+    pki_dir = _require_dir(pki_dir)
+    if name == CA:
+        raise PKIError("The CA cannot revoke itself; to retire it, move the PKI directory aside and run `python -m tls init`.")
+    known = leaf_names(pki_dir)
+    if name not in known:
+        raise PKIError(f"Unknown certificate {name!r}; known names are: {', '.join(known) or 'none'}.")
+    ca_key, ca_cert = load_ca(pki_dir)
+    cert = load_certificate(cert_path(pki_dir, name))
+    written = write_crl(pki_dir, ca_key, ca_cert, [cert])
+    return Revocation(written, _archive(pki_dir, [cert_path(pki_dir, name), key_path(pki_dir, name)]))
+
+
+def write_crl(pki_dir: Path, ca_key, ca_cert: x509.Certificate, certificates: list[x509.Certificate]) -> Path:
+    """Sign the CA's CRL anew with `certificates` added (none: the current list, or an empty one, re-signed)."""
+    path = crl_path(pki_dir, ca_cert)
+    path.parent.mkdir(mode=CRL_DIR_MODE, exist_ok=True)
+    path.parent.chmod(CRL_DIR_MODE)  # the broker's user lists it, whatever the umask
+    crl = crl_with(ca_key, ca_cert, load_crl(pki_dir, ca_cert), certificates)
+    return write_atomic(path, crl_pem(crl), CRL_MODE, overwrite=True)
 
 
 def _archive(pki_dir: Path, paths: list[Path]) -> Path:
@@ -301,10 +338,29 @@ def _restore(archive_dir: Path, pki_dir: Path) -> None:
     archive_dir.rmdir()
 
 
+def check_crl(pki_dir: Path) -> tuple[bool, str]:
+    """(usable, one line for `inspect`): the broker refuses every client while the CA has no CRL it can read."""
+    ca_cert = load_certificate(cert_path(_require_dir(pki_dir), CA))
+    try:
+        crl = load_crl(pki_dir, ca_cert)
+    except PKIError as exc:
+        return False, f"crl: {exc}"
+    if crl is None:
+        return False, (f"crl: {crl_path(pki_dir, ca_cert)} is missing; the broker refuses every client until "
+                       "`python -m tls crl` writes it.")
+    if crl.next_update_utc <= datetime.now(timezone.utc):
+        return False, f"crl: {crl_path(pki_dir, ca_cert)} lapsed on {crl.next_update_utc:%Y-%m-%d}; run `python -m tls crl`."
+    return True, f"crl: {crl_path(pki_dir, ca_cert)}, {len(crl)} revoked, valid until {crl.next_update_utc:%Y-%m-%d}"
+
+
 def check_pki(pki_dir: Path, warn_days: int = 30) -> list[dict]:
-    """describe() of every certificate plus `status` (OK/EXPIRING/EXPIRED/UNREADABLE) and `chain`."""
+    """describe() of every certificate plus `status` (OK/EXPIRING/EXPIRED/REVOKED/UNREADABLE) and `chain`."""
     pki_dir = _require_dir(pki_dir)
     ca_cert = load_certificate(cert_path(pki_dir, CA))
+    try:
+        crl = load_crl(pki_dir, ca_cert)
+    except PKIError:
+        crl = None  # check_crl reports it
     rows = []
     for name in [CA, *leaf_names(pki_dir)]:
         path = cert_path(pki_dir, name)
@@ -319,7 +375,9 @@ def check_pki(pki_dir: Path, warn_days: int = 30) -> list[dict]:
             row["chain"] = "valid"
         except PKIError as exc:
             row["chain"] = str(exc)
-        if row["expired"]:
+        if name != CA and is_revoked(crl, cert):
+            row["status"] = "REVOKED"
+        elif row["expired"]:
             row["status"] = "EXPIRED"
         elif row["days_left"] < warn_days:
             row["status"] = "EXPIRING"

@@ -11,7 +11,7 @@ MAX_CA_DAYS = 3650
 # 825 days is the CA/Browser Forum ceiling; a longer leaf only widens the window of a leaked key.
 MAX_LEAF_DAYS = 825
 MAX_CN_LENGTH = 64  # X.520 upper bound for commonName
-RESERVED_NAMES = frozenset({"ca", "broker", "archive"})  # file stems / dirs used by the layout
+RESERVED_NAMES = frozenset({"ca", "broker", "archive", "crl"})  # file stems / dirs used by the layout
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]+(?<!-)$")
 _ROLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")

@@ -69,7 +69,7 @@ def eku(cert: x509.Certificate) -> list:
 
 def test_bootstrap_creates_all_files_with_modes(pki: Path):
     names = ["ca", "broker", *ROLES]
-    assert sorted(p.name for p in pki.iterdir()) == sorted(f"{n}.{ext}" for n in names for ext in ("crt", "key"))
+    assert sorted(p.name for p in pki.iterdir()) == sorted(["crl", *(f"{n}.{ext}" for n in names for ext in ("crt", "key"))])
     for name in names:
         assert mode(pki / f"{name}.key") == 0o600
         assert mode(pki / f"{name}.crt") == 0o644
@@ -79,7 +79,9 @@ def test_bootstrap_creates_all_files_with_modes(pki: Path):
 
 def test_bootstrap_returns_created_paths(tmp_path: Path):
     created = bootstrap_pki(tmp_path / "p", "rabbitmq", ["worker"])
-    assert {p.name for p in created} == {"ca.crt", "ca.key", "broker.crt", "broker.key", "worker.crt", "worker.key"}
+    assert {p.name for p in created if p.parent.name != "crl"} == {"ca.crt", "ca.key", "broker.crt", "broker.key", "worker.crt",
+                                                    "worker.key"}
+    assert sum(p.parent.name == "crl" for p in created) == 1    # the (empty) revocation list
     assert all(p.exists() for p in created)
 
 

@@ -1,9 +1,11 @@
 """Session fixtures of the live security suite: the shipped compose stack, shared by every test, always removed."""
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.harness.scratch import ScratchFiles
 from tests.harness.stack_under_test import stack_under_test
 from tests.security.compliance import ComplianceReport
 from tests.security.weakenings import Weakening, selected
@@ -30,9 +32,22 @@ def weakening():
 
 
 @pytest.fixture(scope="session")
-def stack(weakening):
+def revocations():
+    """A PKI directory holding only a copy of the project's crl/, which the test stack's broker reads: tests revoke
+    their own throwaway certificates there (with the PKI tooling), never in the project's real CRL."""
+    scratch = ScratchFiles("revocations-")
+    shutil.copytree(PROJECT_DIR / "pki" / "crl", scratch.path / "crl")
+    try:
+        yield scratch.path
+    finally:
+        scratch.remove()
+
+
+@pytest.fixture(scope="session")
+def stack(weakening, revocations):
     overrides = (weakening.override_file(),) if weakening else ()
-    running = stack_under_test(PROJECT_DIR, "security", overrides=overrides)
+    running = stack_under_test(PROJECT_DIR, "security", overrides=overrides,
+                               variables={"CRL_DIR": str(revocations / "crl")})
     try:
         yield running.start()
     finally:

@@ -1,17 +1,20 @@
-"""TLS only, strong TLS, mutual authentication, host-name checks, nothing else reachable (TLS-01..05)."""
+"""TLS only, strong TLS, mutual authentication, host-name checks, nothing else reachable, revocation (TLS-01..06)."""
 import datetime as dt
 import http.client
 import socket
 import ssl
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from kombu import Connection
 
 from tests.harness.readiness import WORKER_READY, first_log_line_with, logs
 from tests.security.probes import (amqp_over_tls, client_context, group_probe, is_loopback, legacy_context,
                                    listeners, listeners_while_running, local_handshake)
-from tls import bootstrap_pki, issue_client_certificate, issue_server_certificate, load_certificate, load_private_key
+from tls import (bootstrap_pki, issue_client_certificate, issue_server_certificate, load_certificate, load_private_key,
+                 write_crl)
 from tls.certificates import create_ca
 from tls.keys import private_key_pem
 
@@ -168,6 +171,44 @@ def test_expired_client_certificate_is_refused(stack, tls_port, server_name, tmp
     record_property("evidence", detail)
     assert not accepted, f"accepted: {detail}"
     assert "CERTIFICATE_EXPIRED" in detail.upper(), detail
+
+
+def throwaway_client(pki: Path, directory: Path, name: str) -> tuple[x509.Certificate, ssl.SSLContext]:
+    """A fresh client certificate from the project CA (files in `directory`), and a context that presents it."""
+    key, cert = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), "producer")
+    (directory / f"{name}.key").write_bytes(private_key_pem(key))
+    (directory / f"{name}.crt").write_bytes(cert.public_bytes(Encoding.PEM))
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(directory / f"{name}.crt"), str(directory / f"{name}.key"))
+    return cert, context
+
+
+@controls("TLS-06")
+def test_a_revoked_client_certificate_is_refused_without_a_restart(stack, tls_port, server_name, revocations, tmp_path,
+                                                                   record_property):
+    pki = stack.project_dir / "pki"
+    revoked, revoked_context = throwaway_client(pki, tmp_path, "revoked")
+    accepted, before = amqp_over_tls(tls_port, revoked_context, server_name)
+    assert accepted, f"refused before it was revoked: {before}"
+    write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [revoked])
+    accepted, detail = amqp_over_tls(tls_port, revoked_context, server_name)
+    record_property("evidence", f"accepted before revocation ({before}); after: {detail}")
+    assert not accepted, f"accepted after revocation: {detail}"
+    assert "CERTIFICATE_REVOKED" in detail.upper(), detail
+
+
+@controls("TLS-06")
+def test_an_unrevoked_certificate_still_connects_after_a_revocation(stack, tls_port, server_name, revocations, tmp_path,
+                                                                    record_property):
+    """The legitimate twin: the broker reads the re-signed CRL and refuses only what it lists (an unreadable or
+    lapsed CRL would refuse every client)."""
+    pki = stack.project_dir / "pki"
+    revoked, _ = throwaway_client(pki, tmp_path, "revoked")
+    _, kept_context = throwaway_client(pki, tmp_path, "kept")
+    write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [revoked])
+    accepted, detail = amqp_over_tls(tls_port, kept_context, server_name)
+    record_property("evidence", f"after another certificate's revocation: {detail}")
+    assert accepted, detail
 
 
 @controls("TLS-04")

@@ -30,6 +30,7 @@ EXPECTED_FAILURES = {
     "oldtls": {"TLS-02"},
     "defaultgroups": {"TLS-02"},
     "nopeercert": {"TLS-03"},
+    "nocrlcheck": {"TLS-06"},
     "nohostcheck": {"TLS-04"},
     "guest": {"CRED-01"},
     "crosstenant": {"CRED-02"},
@@ -80,6 +81,8 @@ CONFIG_SWAPS = {
     # is offered (on Erlang 25 that included binary curves; on 27, X448 and P-521 beyond the allowed three).
     "defaultgroups": {"advanced.config": {"{eccs, [x25519, secp256r1, secp384r1]},": "",
                                           "{supported_groups, [x25519, secp256r1, secp384r1]},": ""}},
+    # "Revocation is for the web": the CRL no longer consulted, so a revoked certificate works until it expires.
+    "nocrlcheck": {"advanced.config": {"{crl_check, peer},": "{crl_check, false},"}},
     # Password-only clients: the broker neither asks for nor checks a client certificate.
     "nopeercert": {"advanced.config": {"{verify, verify_peer},": "{verify, verify_none},",
                                        "{fail_if_no_peer_cert, true},": "{fail_if_no_peer_cert, false},"}},

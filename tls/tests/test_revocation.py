@@ -1,0 +1,150 @@
+"""Unit tests for revocation: the CRL the broker reads, `revoke`, and `rotate` revoking what it replaces."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tls import PKIError, bootstrap_pki, check_crl, load_certificate, openssl_name_hash, revoke, rotate
+from tls.__main__ import main
+from tls.revocation import crl_path, load_crl
+from tls.store import cert_pem
+
+OPENSSL = shutil.which("openssl")
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    pki_dir = tmp_path / "pki"
+    bootstrap_pki(pki_dir, "rabbitmq", ["worker", "producer"], ca_common_name="Test CA")
+    return pki_dir
+
+
+def current_crl(pki: Path) -> x509.CertificateRevocationList:
+    crl = load_crl(pki, load_certificate(pki / "ca.crt"))
+    assert crl is not None
+    return crl
+
+
+def serials(crl: x509.CertificateRevocationList) -> set[int]:
+    return {entry.serial_number for entry in crl}
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def openssl(*args: str) -> subprocess.CompletedProcess:
+    assert OPENSSL, "openssl is needed to cross-check the CRL with an independent implementation"
+    return subprocess.run([OPENSSL, *args], capture_output=True, text=True, check=False)
+
+
+def self_signed(name: x509.Name) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+
+
+@pytest.mark.parametrize("attributes", [
+    [(NameOID.COMMON_NAME, "Celery PKI CA")],
+    [(NameOID.COMMON_NAME, "  Mixed   CASE\tCA ")],       # canonical form: trimmed, lower case, spaces collapsed
+    [(NameOID.COMMON_NAME, "Ünïcode CA")],
+    [(NameOID.COUNTRY_NAME, "DE"), (NameOID.ORGANIZATION_NAME, "Example Org"), (NameOID.COMMON_NAME, "Issuing CA")],
+])
+def test_name_hash_is_the_one_openssl_and_erlang_look_up(tmp_path: Path, attributes):
+    name = x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
+    (tmp_path / "ca.crt").write_bytes(cert_pem(self_signed(name)))
+    result = openssl("x509", "-noout", "-subject_hash", "-in", str(tmp_path / "ca.crt"))
+    assert result.returncode == 0, result.stderr
+    assert openssl_name_hash(name) == result.stdout.strip()
+
+
+def test_init_writes_an_empty_crl_the_broker_can_read(pki: Path):
+    ca_cert = load_certificate(pki / "ca.crt")
+    path = crl_path(pki, ca_cert)
+    assert path.parent == pki / "crl" and path.name == f"{openssl_name_hash(ca_cert.subject)}.r0"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+    crl = current_crl(pki)
+    assert len(crl) == 0 and crl.is_signature_valid(ca_cert.public_key())
+    assert crl.next_update_utc == ca_cert.not_valid_after_utc
+
+
+def test_revoke_lists_the_certificate_and_archives_its_pair(pki: Path):
+    worker = load_certificate(pki / "worker.crt")
+    number = crl_number(current_crl(pki))
+    result = revoke(pki, "worker")
+    assert serials(current_crl(pki)) == {worker.serial_number}
+    assert crl_number(current_crl(pki)) == number + 1
+    assert not (pki / "worker.crt").exists() and not (pki / "worker.key").exists()
+    assert load_certificate(result.archive_dir / "worker.crt").serial_number == worker.serial_number
+    # An independent verifier agrees: revoked for OpenSSL, while the producer is not.
+    crl, ca = str(result.crl), str(pki / "ca.crt")
+    refused = openssl("verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, str(result.archive_dir / "worker.crt"))
+    assert refused.returncode != 0 and "certificate revoked" in refused.stdout + refused.stderr
+    assert openssl("verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, str(pki / "producer.crt")).returncode == 0
+
+
+def test_rotate_revokes_the_certificate_it_replaces(pki: Path):
+    old = load_certificate(pki / "producer.crt")
+    rotate(pki, "producer")
+    new = load_certificate(pki / "producer.crt")
+    assert serials(current_crl(pki)) == {old.serial_number}
+    assert new.serial_number not in serials(current_crl(pki))
+
+
+def test_revocations_accumulate(pki: Path):
+    first = load_certificate(pki / "worker.crt")
+    rotate(pki, "worker")
+    second = load_certificate(pki / "worker.crt")
+    revoke(pki, "worker")
+    assert serials(current_crl(pki)) == {first.serial_number, second.serial_number}
+
+
+def test_revoke_refuses_unknown_names_and_the_ca_and_changes_nothing(pki: Path):
+    before = {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()}
+    with pytest.raises(PKIError, match="Unknown certificate 'wroker'; known names are: broker, producer, worker"):
+        revoke(pki, "wroker")
+    with pytest.raises(PKIError, match="The CA cannot revoke itself"):
+        revoke(pki, "ca")
+    assert {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()} == before
+
+
+def test_a_crl_not_signed_by_this_ca_is_refused_not_extended(pki: Path, tmp_path: Path):
+    foreign = tmp_path / "foreign"
+    bootstrap_pki(foreign, "rabbitmq", ["worker"], ca_common_name="Test CA")  # same name, other key
+    path = crl_path(pki, load_certificate(pki / "ca.crt"))
+    path.write_bytes(crl_path(foreign, load_certificate(foreign / "ca.crt")).read_bytes())
+    with pytest.raises(PKIError, match="is not signed by this PKI's CA"):
+        revoke(pki, "worker")
+    assert (pki / "worker.crt").exists()
+    assert check_crl(pki)[0] is False
+
+
+def test_cli_revoke_crl_and_inspect(pki: Path, capsys):
+    assert main(["--dir", str(pki), "inspect"]) == 0
+    assert "0 revoked" in capsys.readouterr().out
+    assert main(["--dir", str(pki), "revoke", "worker"]) == 0
+    out = capsys.readouterr().out
+    assert "revoked worker; its pair is archived in" in out and "wrote " in out
+    assert main(["--dir", str(pki), "inspect"]) == 0
+    assert "1 revoked" in capsys.readouterr().out
+
+
+def test_cli_inspect_flags_a_missing_crl_and_crl_writes_it(pki: Path, capsys):
+    """A PKI from before revocation existed: the broker would refuse every client, so inspect says how to fix it."""
+    shutil.rmtree(pki / "crl")
+    assert main(["--dir", str(pki), "inspect"]) == 1
+    assert "is missing; the broker refuses every client until `python -m tls crl` writes it" in capsys.readouterr().out
+    assert main(["--dir", str(pki), "crl"]) == 0
+    assert main(["--dir", str(pki), "inspect"]) == 0
+    assert len(current_crl(pki)) == 0
