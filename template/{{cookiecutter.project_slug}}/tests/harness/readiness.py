@@ -52,13 +52,29 @@ def first_log_line_with(container, needles: tuple[str, ...], timeout: float) -> 
         time.sleep(0.2)
 
 
+def listed_connections(broker, *columns: str) -> list[list[str]] | None:
+    """`rabbitmqctl list_connections <columns>` as rows, or None if the CLI failed this time."""
+    listed = broker.exec_run(["rabbitmqctl", "-q", "list_connections", *columns, "--no-table-headers"])
+    if listed.exit_code != 0:
+        return None
+    rows = [[cell.strip() for cell in line.split("\t")] for line in listed.output.decode(errors="replace").splitlines()]
+    return [row for row in rows if len(row) == len(columns)]
+
+
 def wait_for_closed_connections(broker, vhost: str, timeout: float = 60) -> None:
     """Wait until the broker has counted out every closed connection of `vhost`. RabbitMQ drops a closed connection
     from its per-user and per-vhost counts asynchronously (seen taking over 10 s on a busy 2-core machine), so a
     test that opens connections up to a limit starts only once the earlier ones are gone."""
     def settled() -> bool:
-        listed = broker.exec_run(["rabbitmqctl", "-q", "list_connections", "vhost", "state", "--no-table-headers"])
-        rows = [line.split("\t") for line in listed.output.decode(errors="replace").splitlines()]
-        return listed.exit_code == 0 and not any(
-            len(row) == 2 and row[0] == vhost and row[1].strip() in ("closing", "closed") for row in rows)
+        rows = listed_connections(broker, "vhost", "state")
+        return rows is not None and not any(row == [vhost, "closing"] or row == [vhost, "closed"] for row in rows)
     wait_until(settled, timeout=timeout, interval=0.5, what=f"closed connections of {vhost} counted out")
+
+
+def wait_for_connection_room(broker, vhost: str, user: str, room: int, limit: int, timeout: float = 60) -> None:
+    """Wait until `user` may open `room` more connections to `vhost` under its `limit`, counting every connection
+    the broker still counts (closed ones included, see wait_for_closed_connections)."""
+    def has_room() -> bool:
+        rows = listed_connections(broker, "vhost", "user")
+        return rows is not None and rows.count([vhost, user]) <= limit - room
+    wait_until(has_room, timeout=timeout, interval=0.5, what=f"room for {room} more connections of {user} in {vhost}")
