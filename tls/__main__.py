@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import PKIError
+from .validation import CLIENT_DAYS, SERVER_DAYS
 from .store import (DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_crl, check_pki, load_ca,
                     revoke, rotate, write_crl)
 
@@ -43,12 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("issue-client", parents=[common], help="issue a certificate for a new client role")
     p.add_argument("role")
-    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--days", type=int, default=CLIENT_DAYS)
     p.add_argument("--owner", metavar="UID:GID")
 
     p = sub.add_parser("issue-server", parents=[common], help="issue the broker certificate")
     p.add_argument("--host", required=True)
-    p.add_argument("--days", type=int, default=825)
+    p.add_argument("--days", type=int, default=SERVER_DAYS)
     p.add_argument("--owner", metavar="UID:GID")
 
     p = sub.add_parser("rotate", parents=[common], help="re-issue a certificate with a new key, revoking the old one")

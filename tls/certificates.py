@@ -15,7 +15,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .errors import PKIError
 from .keys import generate_key
 from .validation import (
+    CA_DAYS,
+    CLIENT_DAYS,
     MAX_CA_DAYS,
+    SERVER_DAYS,
     MAX_LEAF_DAYS,
     check_ca_name,
     check_days,
@@ -66,7 +69,7 @@ def server_alt_names(host: str) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
-def create_ca(common_name: str, valid_days: int = 3650) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def create_ca(common_name: str, valid_days: int = CA_DAYS) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     check_ca_name(common_name)
     check_days(valid_days, MAX_CA_DAYS)
     key = generate_key()
@@ -159,7 +162,7 @@ def issue_server_certificate(
     common_name: str,
     dns_names: list[str],
     ip_addresses: list[str],
-    valid_days: int = 825,
+    valid_days: int = SERVER_DAYS,
     not_valid_before: datetime | None = None,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """Server certificate; use server_alt_names(host) for the project's standard SAN list."""
@@ -180,7 +183,7 @@ def issue_client_certificate(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     common_name: str,
-    valid_days: int = 365,
+    valid_days: int = CLIENT_DAYS,
     not_valid_before: datetime | None = None,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """Client certificate whose CN is the role name (RabbitMQ can map it to a user)."""

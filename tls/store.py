@@ -26,7 +26,7 @@ from .certificates import (
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key, private_key_pem
 from .revocation import CRL_DIR_MODE, CRL_MODE, crl_path, crl_pem, crl_with, is_revoked, load_crl
-from .validation import check_ca_name, check_client_role, check_host, check_owner
+from .validation import CLIENT_DAYS, SERVER_DAYS, check_ca_name, check_client_role, check_host, check_owner
 
 DEFAULT_DIR = Path("pki")
 DEFAULT_CA_NAME = "Celery PKI CA"
@@ -216,7 +216,7 @@ def bootstrap_pki(
     return created
 
 
-def add_client(pki_dir: Path, role: str, valid_days: int = 365, owner: Owner | None = None) -> list[Path]:
+def add_client(pki_dir: Path, role: str, valid_days: int = CLIENT_DAYS, owner: Owner | None = None) -> list[Path]:
     """Issue a certificate for a new client role with the existing CA."""
     role = check_client_role(role)
     owner = check_owner(owner)
@@ -227,7 +227,7 @@ def add_client(pki_dir: Path, role: str, valid_days: int = 365, owner: Owner | N
     return _write_new_pair(Path(pki_dir), role, key, cert, owner)
 
 
-def add_server(pki_dir: Path, host: str, valid_days: int = 825, owner: Owner | None = None) -> list[Path]:
+def add_server(pki_dir: Path, host: str, valid_days: int = SERVER_DAYS, owner: Owner | None = None) -> list[Path]:
     """Issue the broker certificate (host, localhost, 127.0.0.1) with the existing CA."""
     host = check_host(host)
     owner = check_owner(owner)
@@ -269,9 +269,11 @@ def rotate(
     cn = describe_certificate(old)["subject_cn"]
     eku = eku_names(old)
     if "serverAuth" in eku:
-        key, cert = issue_server_certificate(ca_key, ca_cert, cn, *alt_names(old), valid_days=825 if valid_days is None else valid_days)
+        days = SERVER_DAYS if valid_days is None else valid_days
+        key, cert = issue_server_certificate(ca_key, ca_cert, cn, *alt_names(old), valid_days=days)
     elif "clientAuth" in eku:
-        key, cert = issue_client_certificate(ca_key, ca_cert, cn, valid_days=365 if valid_days is None else valid_days)
+        days = CLIENT_DAYS if valid_days is None else valid_days
+        key, cert = issue_client_certificate(ca_key, ca_cert, cn, valid_days=days)
     else:
         raise PKIError(f"{old_cert_path} is neither a server nor a client certificate; re-issue it by hand.")
 
@@ -303,7 +305,8 @@ def revoke(pki_dir: Path, name: str) -> Revocation:
     its pair to archive/; `issue-client`/`issue-server` give the name a new one."""
     pki_dir = _require_dir(pki_dir)
     if name == CA:
-        raise PKIError("The CA cannot revoke itself; to retire it, move the PKI directory aside and run `python -m tls init`.")
+        raise PKIError("The CA cannot revoke itself; to retire it, move the PKI directory aside and run "
+                       "`python -m tls init`.")
     known = leaf_names(pki_dir)
     if name not in known:
         raise PKIError(f"Unknown certificate {name!r}; known names are: {', '.join(known) or 'none'}.")
@@ -349,7 +352,8 @@ def check_crl(pki_dir: Path) -> tuple[bool, str]:
         return False, (f"crl: {crl_path(pki_dir, ca_cert)} is missing; the broker refuses every client until "
                        "`python -m tls crl` writes it.")
     if crl.next_update_utc <= datetime.now(timezone.utc):
-        return False, f"crl: {crl_path(pki_dir, ca_cert)} lapsed on {crl.next_update_utc:%Y-%m-%d}; run `python -m tls crl`."
+        return False, (f"crl: {crl_path(pki_dir, ca_cert)} lapsed on {crl.next_update_utc:%Y-%m-%d}; "
+                       "run `python -m tls crl`.")
     return True, f"crl: {crl_path(pki_dir, ca_cert)}, {len(crl)} revoked, valid until {crl.next_update_utc:%Y-%m-%d}"
 
 

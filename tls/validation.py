@@ -7,9 +7,15 @@ import re
 
 from .errors import PKIError
 
-MAX_CA_DAYS = 3650
-# 825 days is the CA/Browser Forum ceiling; a longer leaf only widens the window of a leaked key.
-MAX_LEAF_DAYS = 825
+# Lifetimes, each with its reason.
+# The CA: replacing it means re-issuing and redeploying every certificate at once.
+CA_DAYS = MAX_CA_DAYS = 3650
+# The broker: the CA/Browser Forum ceiling for public TLS servers since 2026-03-15 (ballot SC-081).
+SERVER_DAYS = 200
+# Clients: re-issued yearly with `tls rotate`; a key that leaks in between is revoked (TLS-06), not waited out.
+CLIENT_DAYS = 365
+# The longest leaf accepted: the CA/Browser Forum ceiling of 2020-2026; longer only widens a leaked key's window.
+MAX_LEAF_DAYS = 398
 MAX_CN_LENGTH = 64  # X.520 upper bound for commonName
 RESERVED_NAMES = frozenset({"ca", "broker", "archive", "crl"})  # file stems / dirs used by the layout
 

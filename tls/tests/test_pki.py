@@ -69,7 +69,8 @@ def eku(cert: x509.Certificate) -> list:
 
 def test_bootstrap_creates_all_files_with_modes(pki: Path):
     names = ["ca", "broker", *ROLES]
-    assert sorted(p.name for p in pki.iterdir()) == sorted(["crl", *(f"{n}.{ext}" for n in names for ext in ("crt", "key"))])
+    pairs = [f"{n}.{ext}" for n in names for ext in ("crt", "key")]
+    assert sorted(p.name for p in pki.iterdir()) == sorted(["crl", *pairs])
     for name in names:
         assert mode(pki / f"{name}.key") == 0o600
         assert mode(pki / f"{name}.crt") == 0o644
@@ -79,8 +80,8 @@ def test_bootstrap_creates_all_files_with_modes(pki: Path):
 
 def test_bootstrap_returns_created_paths(tmp_path: Path):
     created = bootstrap_pki(tmp_path / "p", "rabbitmq", ["worker"])
-    assert {p.name for p in created if p.parent.name != "crl"} == {"ca.crt", "ca.key", "broker.crt", "broker.key", "worker.crt",
-                                                    "worker.key"}
+    pairs = {p.name for p in created if p.parent.name != "crl"}
+    assert pairs == {"ca.crt", "ca.key", "broker.crt", "broker.key", "worker.crt", "worker.key"}
     assert sum(p.parent.name == "crl" for p in created) == 1    # the (empty) revocation list
     assert all(p.exists() for p in created)
 
@@ -124,6 +125,15 @@ def test_client_certificate_chains_and_has_client_auth(pki: Path):
     info = describe(pki / "worker.crt")
     assert info["subject_cn"] == "worker" and info["issuer_cn"] == "Test CA"
     assert info["sans"] == [] and info["is_ca"] is False and 360 <= info["days_left"] <= 365
+
+
+def test_lifetimes_follow_current_practice(pki: Path):
+    """Broker: the CA/Browser Forum's 200 days (since 2026-03-15); clients a year; nothing over 398 days."""
+    assert 195 <= describe(pki / "broker.crt")["days_left"] <= 200
+    assert 360 <= describe(pki / "producer.crt")["days_left"] <= 365
+    ca_key, ca_cert = load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt")
+    with pytest.raises(PKIError, match="from 1 to 398"):
+        issue_client_certificate(ca_key, ca_cert, "worker", valid_days=399)
 
 
 def test_verify_chain_rejects_other_ca(ca):
@@ -211,7 +221,7 @@ def test_server_needs_a_san(ca):
 
 @pytest.mark.parametrize("days", [0, -1, 826, 100000, True, "30", 1.5])
 def test_bad_leaf_days_rejected(ca, days):
-    with pytest.raises(PKIError, match="from 1 to 825"):
+    with pytest.raises(PKIError, match="from 1 to 398"):
         issue_client_certificate(*ca, "worker", valid_days=days)
 
 
@@ -484,11 +494,11 @@ def test_cli_errors_on_existing_pki(tmp_path: Path, capsys):
     cases = [
         (["init", "--broker-host", "rabbitmq", "--client", "worker"], "already holds a CA"),
         (["issue-client", "worker"], "already has a certificate"),
-        (["issue-client", "new", "--days", "0"], "from 1 to 825"),
+        (["issue-client", "new", "--days", "0"], "from 1 to 398"),
         (["issue-server", "--host", "rabbitmq"], "rotate broker"),
         (["rotate", "nobody"], "known names are: broker, producer, worker"),
         (["rotate", "ca"], "invalidates every certificate"),
-        (["rotate", "worker", "--days", "0"], "from 1 to 825"),
+        (["rotate", "worker", "--days", "0"], "from 1 to 398"),
         (["issue-client", "new", "--owner", "x:1"], "UID:GID"),
         (["inspect", "--warn-days", "-1"], "--warn-days"),
     ]
