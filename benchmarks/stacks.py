@@ -59,8 +59,8 @@ class Running:
         return {"TASKS_BROKER_URL": f"amqps://{user}@127.0.0.1:{self.port}/{HARDENED_VHOST}",
                 "TLS_SERVER_NAME": "broker",
                 "TASKS_BROKER_PASSWORD_FILE": str(self.project_dir / "secrets" / f"{user}.password"),
-                "TLS_CA_FILE": str(pki / "ca.crt"), "TLS_CERT_FILE": str(pki / f"{HARDENED_ROLE}.crt"),
-                "TLS_KEY_FILE": str(pki / f"{HARDENED_ROLE}.key")}
+                "TLS_CA_FILE": str(pki / "ca.crt"), "TLS_CERT_FILE": str(pki / f"{user}.crt"),
+                "TLS_KEY_FILE": str(pki / f"{user}.key")}
 
     def pika_parameters(self, role: str = HARDENED_ROLE) -> pika.ConnectionParameters:
         if self.variant.profile:

@@ -60,11 +60,11 @@ def test_keys_and_passwords_are_private_but_readable_by_their_container_user(bak
     project, answers, _ = baked
     uid = int(answers.get("worker_uid", 10001))
     vhosts = answers.get("vhosts", "billing,analytics").split(",")
-    readers = {"pki/broker.key": {999}, "pki/worker.key": {uid}, "pki/producer.key": {uid},
-               "pki/ca.key": set(), "pki/auditor.key": set(), "secrets/definitions.json": {999}}
+    readers = {"pki/broker.key": {999}, "pki/ca.key": set(), "secrets/definitions.json": {999}}
     for vhost in vhosts:
-        readers |= {f"secrets/{vhost}-worker.password": {uid}, f"secrets/{vhost}-producer.password": {uid},
-                    f"secrets/{vhost}-auditor.password": set()}
+        # One key per identity, readable by the one container that is that identity (auditors are people).
+        for role, reader in (("worker", {uid}), ("producer", {uid}), ("auditor", set())):
+            readers |= {f"secrets/{vhost}-{role}.password": reader, f"pki/{vhost}-{role}.key": reader}
     found = {str(p.relative_to(project)) for p in [*(project / "pki").glob("*.key"), *(project / "secrets").iterdir()]}
     assert found == set(readers)
     for name, expected in readers.items():

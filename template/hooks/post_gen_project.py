@@ -9,7 +9,6 @@ from pathlib import Path
 PROJECT = Path.cwd()
 REPO_ROOT = Path({{ cookiecutter._repo_dir | tojson }}).resolve().parent
 BROKER_HOST = {{ cookiecutter.broker_host | tojson }}
-CLIENT_ROLES = ["worker", "producer", "auditor"]
 SHARED_SOURCES = ("tls", "policies")   # single source in the template repo, copied into each project
 
 
@@ -28,14 +27,16 @@ def copy_shared_sources():
 
 
 def make_pki():
+    """The CA, the broker's certificate and one client certificate per broker user (stack.toml x roles)."""
     sys.path.insert(0, str(PROJECT))
     try:
         from tls import PKIError, bootstrap_pki
     except ImportError as exc:
         fail(f"the PKI tooling needs the 'cryptography' package next to cookiecutter ({exc}); "
              "run: pip install cryptography")
+    from tools import settings
     try:
-        bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=CLIENT_ROLES,
+        bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=settings.load(PROJECT).identities,
                       ca_common_name={{ (cookiecutter.project_name ~ " CA") | tojson }})
     except PKIError as exc:
         fail(f"could not create the project's PKI: {exc}")

@@ -19,6 +19,9 @@ PICKLE_PAYLOAD = (b"((cposix\nsystem\n(S'touch " + PICKLE_CANARY_PATH.encode()
                   + b"'\ntRI0\nl(d(dt.")
 
 
+LOGIN = "the identity logging in"     # Endpoint.parameters' default certificate
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where the host reaches the broker (loopback, the name its certificate carries) and with which secrets."""
@@ -27,17 +30,23 @@ class Endpoint:
     port: int = 5671
     address: str = "127.0.0.1"
     secrets_dir: Path | None = None          # default: the project's secrets/ (test rigs bring their own)
+    pki_dir: Path | None = None              # default: the project's pki/ (test rigs bring their own identities)
 
     @cached_property
     def stack(self) -> settings.StackSettings:
         return settings.load(self.project_dir)
 
-    def tls_context(self, role: str | None) -> ssl.SSLContext:
-        pki = self.project_dir / "pki"
-        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    def certificate_files(self, identity: str) -> tuple[Path, Path]:
+        """(certificate, key) of a broker user: each identity has its own, pki/<user>.crt and .key."""
+        pki = self.pki_dir or self.project_dir / "pki"
+        return pki / f"{identity}.crt", pki / f"{identity}.key"
+
+    def tls_context(self, identity: str | None) -> ssl.SSLContext:
+        """Trusts the project CA only; presents the certificate of `identity` (a broker user), or none."""
+        context = ssl.create_default_context(cafile=str(self.project_dir / "pki" / "ca.crt"))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if role is not None:
-            context.load_cert_chain(str(pki / f"{role}.crt"), str(pki / f"{role}.key"))
+        if identity is not None:
+            context.load_cert_chain(*(str(path) for path in self.certificate_files(identity)))
         return context
 
     def password_file(self, vhost: str, role: str) -> Path:
@@ -48,15 +57,16 @@ class Endpoint:
         return self.password_file(vhost, role).read_text(encoding="utf-8").strip()
 
     def parameters(self, vhost: str, role: str, *, user: str | None = None, password: str | None = None,
-                   cert_role: str | None = "same", context: ssl.SSLContext | None = None,
+                   certificate: str | None = LOGIN, context: ssl.SSLContext | None = None,
                    heartbeat: int | None = None) -> pika.ConnectionParameters:
-        """Connection parameters for `<vhost>-<role>`; every part can be overridden to stage an attack. A short
-        `heartbeat` also shortens how long the broker keeps counting the connection once closed (at most 30 s)."""
-        context = context or self.tls_context(role if cert_role == "same" else cert_role)
+        """Connection parameters for `<vhost>-<role>`, presenting the certificate of the identity logging in;
+        every part can be overridden to stage an attack (`certificate`: another identity's, or None for none).
+        A short `heartbeat` also shortens how long the broker counts the connection once closed (30 s at most)."""
+        user = user or self.stack.topology.user_name(vhost, role)
+        context = context or self.tls_context(user if certificate == LOGIN else certificate)
         return pika.ConnectionParameters(
             host=self.address, port=self.port, virtual_host=vhost,
-            credentials=pika.PlainCredentials(user or self.stack.topology.user_name(vhost, role),
-                                              password if password is not None else self.password(vhost, role)),
+            credentials=pika.PlainCredentials(user, password if password is not None else self.password(vhost, role)),
             ssl_options=pika.SSLOptions(context, server_hostname=self.stack.broker_host),
             connection_attempts=1, socket_timeout=10, blocked_connection_timeout=10,
             **({"heartbeat": heartbeat} if heartbeat is not None else {}),

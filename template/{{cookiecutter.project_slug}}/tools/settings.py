@@ -49,6 +49,12 @@ class StackSettings:
         spec.loader.exec_module(module)
         return module
 
+    @property
+    def identities(self) -> list[str]:
+        """Every broker user of the stack; each has its own client certificate, pki/<user>.crt, whose subject is
+        the user name (one leaked or revoked key is one identity's, not every tenant's)."""
+        return [self.topology.user_name(vhost, role) for vhost in self.vhosts for role in self.topology.ROLES]
+
     def worker_service(self, vhost: str) -> str:
         return f"worker-{vhost}"
 

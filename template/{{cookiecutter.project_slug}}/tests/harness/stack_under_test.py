@@ -40,6 +40,7 @@ class StackUnderTest:
     broker_port: int
     management_port: int
     secrets_dir: Path | None = None                 # passwords of the users tests log in as (default secrets/)
+    pki_dir: Path | None = None                     # their certificates and keys (default pki/)
     one_offs: list = field(default_factory=list)    # containers started by run_one_off, removed by stop()
 
     @property
@@ -48,7 +49,7 @@ class StackUnderTest:
 
     @property
     def endpoint(self) -> Endpoint:
-        return Endpoint(self.project_dir, port=self.broker_port, secrets_dir=self.secrets_dir)
+        return Endpoint(self.project_dir, port=self.broker_port, secrets_dir=self.secrets_dir, pki_dir=self.pki_dir)
 
     @property
     def broker(self):
@@ -99,7 +100,7 @@ class StackUnderTest:
 
 
 def stack_under_test(project_dir: Path, purpose: str, overrides: tuple[Path, ...] = (), variables: dict | None = None,
-                     secrets_dir: Path | None = None) -> StackUnderTest:
+                     secrets_dir: Path | None = None, pki_dir: Path | None = None) -> StackUnderTest:
     """Build the images if needed (cached after the first time) and describe the test stack for `purpose`
     (its compose project is `<project>-test-<purpose>`); call .start() to bring it up, .stop() to remove it."""
     images.build_images(project_dir)
@@ -109,4 +110,4 @@ def stack_under_test(project_dir: Path, purpose: str, overrides: tuple[Path, ...
     project = ComposeProject(stack.project_dir, f"{stack.project}-test-{purpose}", files,
                              {**ports, **(variables or {})})
     return StackUnderTest(stack, project, int(ports["BROKER_TLS_PORT"]), int(ports["MANAGEMENT_PORT"]),
-                          secrets_dir=secrets_dir)
+                          secrets_dir=secrets_dir, pki_dir=pki_dir)

@@ -1,8 +1,9 @@
 """The resilience rig: the shipped compose stack (tests/harness), with what fault tests need on top.
 
 * Dedicated test vhosts (one per concern, so tests cannot see each other's messages), defined in a definitions
-  file and password files of a temporary directory that rig.compose.yaml mounts over the project's own: the
-  project's secrets/ and its production limits are never touched. The `flood` vhost has small queue and
+  file, password files and certificates (one per identity, from the project CA) of a temporary directory that
+  rig.compose.yaml mounts over the project's own: the project's secrets/, its production limits and its
+  identities are never touched. The `flood` vhost has small queue and
   connection limits.
 * The broker keeps /var/lib/rabbitmq on its compose volume, so persistent messages survive a restart, and its TLS
   port stays on the same loopback port, so clients reconnect to the same address.
@@ -18,11 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from celery import Celery
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.harness.readiness import BROKER_READY, WORKER_READY, StartupFailed, logs, wait_for_log
 from tests.harness.scratch import ScratchFiles
 from tests.harness.stack_under_test import StackUnderTest, stack_under_test
 from tools import credentials, file_access, settings
+from tls import issue_client_certificate, load_certificate, load_private_key
+from tls.keys import private_key_pem
 from tools.broker_client import Endpoint
 
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -63,15 +67,18 @@ class Rig:
 
     def start_worker(self, vhost: str, data_dir: Path | None = None, command: tuple[str, ...] = (),
                      env: dict | None = None, mounts: dict[str, str] | None = None):
-        """The shipped worker service, logged in as `<vhost>-worker` of a test vhost; ready once it consumes."""
+        """The shipped worker service, logged in as `<vhost>-worker` of a test vhost (that identity's password and
+        certificate); ready once it consumes."""
         user = self.stack.topology.user_name(vhost, "worker")
         password = self.endpoint.password_file(vhost, "worker")
-        volumes = {str(password): "/run/secrets/broker_password:ro", str(data_dir or shared_data_dir(self)): "/data",
+        certificate, key = self.endpoint.certificate_files(user)
+        volumes = {str(password): "/run/secrets/broker_password:ro", str(certificate): "/run/secrets/client.crt:ro",
+                   str(key): "/run/secrets/client.key:ro", str(data_dir or shared_data_dir(self)): "/data",
                    **{source: f"{target}:ro" for source, target in (mounts or {}).items()}}
         worker = self.under_test.run_one_off(
             self.stack.worker_service(self.stack.vhosts[0]), *command,
             env={"TASKS_BROKER_URL": f"amqps://{user}@{self.stack.broker_host}:5671/{vhost}", **(env or {})},
-            volumes=volumes, secret_files={password: self.stack.worker_uid})
+            volumes=volumes, secret_files={path: self.stack.worker_uid for path in (password, key)})
         wait_for_log(worker, WORKER_READY, timeout=90)
         return worker
 
@@ -103,11 +110,13 @@ class Rig:
 def start_rig(project_dir: Path) -> Rig:
     """The shipped stack's broker, with the test vhosts' definitions; each test starts the workers it needs."""
     scratch = ScratchFiles("resilience-rig-")
-    secrets_dir = scratch.directory("secrets")
+    secrets_dir, pki_dir = scratch.directory("secrets"), scratch.directory("pki")
     stack = settings.load(project_dir)
     write_rig_secrets(secrets_dir, stack)
+    write_rig_identities(pki_dir, stack)
     under_test = stack_under_test(project_dir, "resilience", overrides=(OVERRIDE_FILE,),
-                                  variables={"RIG_SECRETS_DIR": str(secrets_dir)}, secrets_dir=secrets_dir)
+                                  variables={"RIG_SECRETS_DIR": str(secrets_dir)}, secrets_dir=secrets_dir,
+                                  pki_dir=pki_dir)
     rig = Rig(under_test, scratch)
     try:
         under_test.start("broker")
@@ -129,6 +138,18 @@ def write_rig_secrets(secrets_dir: Path, stack: settings.StackSettings) -> None:
         if permission["vhost"] == "consumer" and not permission["user"].endswith("-auditor"):
             permission.update(configure=".*", write=".*", read=".*")
     credentials.write_private_file(secrets_dir / "definitions.json", json.dumps(definitions))
+
+
+def write_rig_identities(pki_dir: Path, stack: settings.StackSettings) -> None:
+    """A certificate and key for every user of the test vhosts, issued by the project CA, as the bake does."""
+    pki = stack.project_dir / "pki"
+    ca_key, ca_cert = load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt")
+    for vhost in TEST_VHOSTS:
+        for role in stack.topology.ROLES:
+            identity = stack.topology.user_name(vhost, role)
+            key, cert = issue_client_certificate(ca_key, ca_cert, identity)
+            credentials.write_private_file(pki_dir / f"{identity}.key", private_key_pem(key).decode())
+            (pki_dir / f"{identity}.crt").write_bytes(cert.public_bytes(Encoding.PEM))
 
 
 def shared_data_dir(rig: Rig) -> Path:
@@ -168,11 +189,12 @@ def celery_client(rig: Rig, vhost: str, role: str = "producer") -> Celery:
     """
     from {{ cookiecutter.package_name }}.config import build_config
     from {{ cookiecutter.package_name }}.settings import BrokerSettings
-    pki = rig.project_dir / "pki"
+    user = rig.stack.topology.user_name(vhost, role)
+    certificate, key = rig.endpoint.certificate_files(user)
     broker = BrokerSettings(
-        url=f"amqps://{rig.stack.topology.user_name(vhost, role)}@127.0.0.1:{rig.under_test.broker_port}/{vhost}",
+        url=f"amqps://{user}@127.0.0.1:{rig.under_test.broker_port}/{vhost}",
         password_file=rig.endpoint.password_file(vhost, role),
-        ca_file=pki / "ca.crt", cert_file=pki / f"{role}.crt", key_file=pki / f"{role}.key",
+        ca_file=rig.project_dir / "pki" / "ca.crt", cert_file=certificate, key_file=key,
         result_backend="rpc", tls_server_name=rig.stack.broker_host,
     )
     app = Celery(f"resilience-{vhost}", set_as_current=False)

@@ -114,7 +114,7 @@ def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing
         path.write_text(json.dumps(earlier))        # in place: the container's bind mount follows the same file
         rig.kill_broker()
         rig.start_broker_again()
-        with rig.endpoint.connect(VHOST, "producer", user=retired, password=password):
+        with rig.endpoint.connect(VHOST, "producer", user=retired, password=password, certificate=producer):
             pass                                    # the earlier definitions' user and grant work
         with rig.endpoint.connect(OTHER_VHOST, "auditor", user=auditor, password=rig.endpoint.password(VHOST, "auditor")):
             pass
@@ -125,7 +125,7 @@ def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing
     finally:
         path.write_text(shipped)
     with pytest.raises(ProbableAuthenticationError) as refused:
-        rig.endpoint.connect(VHOST, "producer", user=retired, password=password)
+        rig.endpoint.connect(VHOST, "producer", user=retired, password=password, certificate=producer)
     with pytest.raises(ProbableAccessDeniedError):
         rig.endpoint.connect(OTHER_VHOST, "auditor", user=auditor, password=rig.endpoint.password(VHOST, "auditor"))
     kept = queue_depth(rig.endpoint, VHOST, "tasks") + queue_depth(rig.endpoint, VHOST, "priority")

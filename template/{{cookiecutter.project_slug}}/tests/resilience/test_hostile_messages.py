@@ -14,10 +14,10 @@ from tests.harness.readiness import logs, wait_until
 from tests.resilience.harness import ADD, PACKAGE, celery_client, is_running
 from tools.broker_client import (PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, drain_dead_letters, publish,
                                  task_message)
+from {{ cookiecutter.package_name }}.topology import MAX_MESSAGE_BYTES
 
 VHOST = "hostile"
 NORMALIZE = f"{PACKAGE}.tasks.text.normalize_text"
-MAX_MESSAGE_BYTES = 1_048_576
 
 
 def compression_bomb(inflated_bytes: int = 900 * 2**20) -> bytes:

@@ -71,8 +71,8 @@ def celery_client(stack, vhosts, weakening):
         "TLS_SERVER_NAME": stack.stack.broker_host,
         "TASKS_BROKER_PASSWORD_FILE": str(endpoint.password_file(vhost, "producer")),
         "TLS_CA_FILE": str(PROJECT_DIR / "pki" / "ca.crt"),
-        "TLS_CERT_FILE": str(PROJECT_DIR / "pki" / "producer.crt"),
-        "TLS_KEY_FILE": str(PROJECT_DIR / "pki" / "producer.key"),
+        "TLS_CERT_FILE": str(endpoint.certificate_files(user)[0]),
+        "TLS_KEY_FILE": str(endpoint.certificate_files(user)[1]),
     })
     from {{ cookiecutter.package_name }}.celery_app import app
     from {{ cookiecutter.package_name }}.config import build_config

@@ -5,6 +5,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from tools.broker_client import Endpoint
+
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 LISTEN = "0A"
 # Refusals the *client's own* TLS library raises before the server could answer: they prove nothing about the server.
@@ -26,11 +28,11 @@ def amqp_over_tls(port: int, context: ssl.SSLContext, server_name: str) -> tuple
         return False, f"{type(exc).__name__}: {exc}"
 
 
-def client_context(project_dir: Path, role: str | None = "producer", ca: Path | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca or project_dir / "pki" / "ca.crt"))
-    if role is not None:
-        context.load_cert_chain(str(project_dir / "pki" / f"{role}.crt"), str(project_dir / "pki" / f"{role}.key"))
-    return context
+def client_context(project_dir: Path, with_certificate: bool = True) -> ssl.SSLContext:
+    """A legitimate client's TLS settings (the first vhost's producer identity), or the same without a certificate."""
+    endpoint = Endpoint(project_dir)
+    identity = endpoint.stack.topology.user_name(endpoint.stack.vhosts[0], "producer") if with_certificate else None
+    return endpoint.tls_context(identity)
 
 
 def legacy_context(project_dir: Path, version: ssl.TLSVersion) -> ssl.SSLContext:

@@ -1,6 +1,7 @@
 """compose.yaml itself, as compose reads it: every service hardened, only the TLS port published and only on
 loopback, no secret in the environment, a service pair per vhost (TLS-01, CRED-04, RUN-01..04). The live tests
-prove the same on running containers; these name the line to fix before anything starts."""
+prove the same on running containers; these name the line to fix before anything starts. CRED-06: each service
+presents its own identity's certificate."""
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,24 @@ def test_each_vhost_has_its_own_worker_and_producer_identity(model, stack):
             assert url.startswith(f"amqps://{stack.topology.user_name(vhost, role)}@") and url.endswith(f"/{vhost}"), url
             sources = {entry["source"] for entry in service["secrets"]}
             assert f"{vhost}_{role}_password" in sources, f"{service_name} mounts {sorted(sources)}"
+
+
+@controls("CRED-06")
+def test_each_service_presents_its_own_identitys_certificate(model, stack, record_property):
+    """The certificate and key a service mounts are its own broker user's (pki/<user>.crt, subject = user name):
+    no key serves two identities, so one leaked or revoked key is one identity's, not every tenant's."""
+    files = {name: Path(secret["file"]) for name, secret in model["secrets"].items()}
+    presented = {}
+    for vhost in stack.vhosts:
+        for service_name, role in ((stack.worker_service(vhost), "worker"), (stack.producer_service(vhost), "producer")):
+            mounted = {entry["target"]: files[entry["source"]] for entry in model["services"][service_name]["secrets"]}
+            presented[service_name] = (mounted["client.crt"].name, mounted["client.key"].name)
+            identity = stack.topology.user_name(vhost, role)
+            assert presented[service_name] == (f"{identity}.crt", f"{identity}.key"), \
+                f"{service_name} logs in as {identity} but presents {presented[service_name]}"
+    record_property("evidence", f"certificate and key per service: {presented}")
+    keys = [key for _, key in presented.values()]
+    assert len(set(keys)) == len(keys), f"a key serves several services: {presented}"
 
 
 @controls("RUN-06")

@@ -1,7 +1,8 @@
-"""Credentials per vhost: no guest, tenants isolated, least privilege cell by cell, secrets never leak
-(CRED-01..04)."""
+"""Credentials per vhost: no guest, tenants isolated, least privilege cell by cell, secrets never leak, each
+identity its own certificate (CRED-01..04, CRED-06)."""
 import base64
 import re
+from contextlib import ExitStack
 from pathlib import Path
 
 import docker
@@ -10,8 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from pika.exceptions import ChannelClosedByBroker, ProbableAccessDeniedError, ProbableAuthenticationError
 
+from tests.harness.readiness import listed_connections
 from tls import load_private_key
-from tools.broker_client import drain_dead_letters, publish, task_exchange, task_message
+from tools import settings
+from tools.broker_client import Endpoint, drain_dead_letters, publish, task_exchange, task_message
 
 controls = pytest.mark.controls
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -25,7 +28,9 @@ ADD = "{{ cookiecutter.package_name }}.tasks.arithmetic.add"
 def test_guest_is_refused(stack, vhosts, vhost, record_property):
     vhost = vhosts[0] if vhost == "FIRST" else vhost
     with pytest.raises(ProbableAuthenticationError) as caught:
-        stack.endpoint.connect(vhost, "producer", user="guest", password="guest")
+        # With a project certificate (anything else ends at the TLS handshake, TLS-03): guest meets the login.
+        stack.endpoint.connect(vhost, "producer", user="guest", password="guest",
+                               certificate=stack.stack.topology.user_name(vhosts[0], "producer"))
     record_property("evidence", f"guest on {vhost!r}: {caught.value!r}")
 
 
@@ -104,6 +109,22 @@ def test_permission_matrix(stack, vhosts, role, record_property):
         assert outcome == expected, f"{role} / {operation}: {outcome}"
 
 
+@controls("CRED-06")
+def test_every_connection_presents_the_certificate_of_its_own_user(stack, vhosts, record_property):
+    """Every identity of the stack connected at once (the running workers, and from the host each producer and
+    auditor with the project's own settings): the broker sees each present its own certificate, subject = user."""
+    with ExitStack() as held:
+        for vhost in vhosts:
+            for role in ("producer", "auditor"):
+                held.enter_context(stack.endpoint.connect(vhost, role))
+        rows = listed_connections(stack.broker, "user", "peer_cert_subject")
+    assert rows is not None, "rabbitmqctl list_connections failed"
+    seen = {(user, subject) for user, subject in rows if user in stack.stack.identities}
+    record_property("evidence", f"(user, certificate subject) as the broker lists them: {sorted(seen)}")
+    assert {user for user, _ in seen} == set(stack.stack.identities)
+    assert sorted(pair for pair in seen if pair[1] != f"CN={pair[0]}") == []
+
+
 @controls("CRED-03")
 def test_a_producer_cannot_write_into_the_evidence_queue(stack, vhosts, record_property):
     """Publish rights on the default exchange would reach every queue of the vhost, the dead-letter evidence
@@ -155,7 +176,8 @@ def test_the_secret_scan_finds_each_key_in_every_form(record_property):
     """The scans below can find what they look for: a project key is found in PEM and DER, PKCS#8 and SEC1, and
     nothing is found in another (throwaway) P-256 key."""
     from tls.keys import generate_key
-    key_path = PROJECT_DIR / "pki" / "worker.key"
+    stack = settings.load(PROJECT_DIR)
+    key_path = Endpoint(PROJECT_DIR).certificate_files(stack.topology.user_name(stack.vhosts[0], "worker"))[1]
     material = key_material(key_path)
     key = load_private_key(key_path)
     blobs = [key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption())
@@ -167,7 +189,7 @@ def test_the_secret_scan_finds_each_key_in_every_form(record_property):
     stranger = generate_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                             serialization.NoEncryption())
     assert scan(stranger, secrets_of(PROJECT_DIR)) == []
-    record_property("evidence", f"{len(material)} forms of worker.key found in PEM/DER blobs; none in another key")
+    record_property("evidence", f"{len(material)} forms of {key_path.name} found in PEM/DER blobs; none in another key")
 
 
 @controls("CRED-04")

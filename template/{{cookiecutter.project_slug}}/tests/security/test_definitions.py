@@ -41,13 +41,15 @@ def test_a_user_the_definitions_no_longer_list_is_removed(stack, vhosts, record_
     imported = broker.exec_run(["sh", "-c", 'printf %s "$0" > /tmp/leftover.json && '
                                 "rabbitmqctl -q import_definitions /tmp/leftover.json", json.dumps(leftover)])
     assert imported.exit_code == 0, imported.output.decode(errors="replace")
-    held = endpoint.connect(own, "producer", user=retired, password=password)   # it works: its removal means something
+    # It has no certificate of its own: it logs in presenting the producer's (TLS trusts any project certificate).
+    as_retired = {"user": retired, "password": password, "certificate": stack.stack.topology.user_name(own, "producer")}
+    held = endpoint.connect(own, "producer", **as_retired)   # it works: its removal means something
     try:
         result = broker.exec_run(["broker-boot", "reconcile"])
         output = result.output.decode(errors="replace")
         assert result.exit_code == 0, output
         with pytest.raises(ProbableAuthenticationError) as refused:
-            endpoint.connect(own, "producer", user=retired, password=password)
+            endpoint.connect(own, "producer", **as_retired)
         wait_until(lambda: closed_by_broker(held), timeout=30, what="the retired user's open connection closed")
     finally:
         if held.is_open:

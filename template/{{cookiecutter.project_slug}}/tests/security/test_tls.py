@@ -140,7 +140,7 @@ def test_only_strong_key_exchange_groups_are_agreed(stack, tls_port, server_name
 
 @controls("TLS-03")
 def test_client_without_certificate_is_refused(stack, tls_port, server_name, record_property):
-    accepted, detail = amqp_over_tls(tls_port, client_context(stack.project_dir, role=None), server_name)
+    accepted, detail = amqp_over_tls(tls_port, client_context(stack.project_dir, with_certificate=False), server_name)
     record_property("evidence", detail)
     assert not accepted, f"accepted: {detail}"
     assert "CERTIFICATE_REQUIRED" in detail.upper(), detail

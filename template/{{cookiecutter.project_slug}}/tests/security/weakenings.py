@@ -62,6 +62,9 @@ COMPOSE_EDITS = {
     "compose-publicport": ({"TLS-01"}, [(r'"127\.0\.0\.1:\$\{BROKER_TLS_PORT', '"${BROKER_TLS_PORT')]),
     # "The task needs to call an API": the workers' network no longer internal.
     "compose-egress": ({"RUN-06"}, [(r"internal: true", "internal: false")]),
+    # "One worker certificate is simpler": every worker mounts the first tenant's worker key, as before CRED-06.
+    "compose-sharedcert": ({"CRED-06"}, [(r"source: \S+_worker_(cert|key)",
+                                          r"source: {{ cookiecutter.vhosts.split(',')[0] }}_worker_\1")]),
 }
 
 # Line swaps in the broker's configuration files: {weakening: {file in broker/: {line: replacement}}}.

@@ -19,11 +19,14 @@ def test_readers_come_from_compose_yaml():
     readers = file_access.secret_readers(yaml.safe_load((PROJECT / "compose.yaml").read_text()), PROJECT)
     assert readers[PROJECT / "pki" / "broker.key"] == {stack.broker_uid}
     assert readers[PROJECT / "secrets" / "definitions.json"] == {stack.broker_uid}
-    assert readers[PROJECT / "pki" / "worker.key"] == {stack.worker_uid}
     for vhost in stack.vhosts:
-        assert readers[PROJECT / "secrets" / f"{vhost}-worker.password"] == {stack.worker_uid}
-    # The auditor and the CA are people on the host: no container mounts their keys.
-    assert PROJECT / "pki" / "ca.key" not in readers and PROJECT / "pki" / "auditor.key" not in readers
+        for role in ("worker", "producer"):
+            identity = stack.topology.user_name(vhost, role)
+            assert readers[PROJECT / "secrets" / f"{identity}.password"] == {stack.worker_uid}
+            assert readers[PROJECT / "pki" / f"{identity}.key"] == {stack.worker_uid}
+        # The auditors and the CA are people on the host: no container mounts their keys.
+        assert PROJECT / "pki" / f"{stack.topology.user_name(vhost, 'auditor')}.key" not in readers
+    assert PROJECT / "pki" / "ca.key" not in readers
 
 
 def test_a_grant_names_one_reader_and_nobody_else(tmp_path):
