@@ -90,9 +90,10 @@ class ComposeProject:
         self.run("up", "--detach", *(["--wait", "--wait-timeout", str(timeout)] if wait else []), *services,
                  capture=capture, timeout=timeout + 120)
 
-    def down(self, capture: bool = True) -> None:
-        """Stop and remove everything of this project: containers (one-off ones too), network, volumes."""
-        self.run("down", "--volumes", "--remove-orphans", "--timeout", "5", capture=capture)
+    def down(self, capture: bool = True, stop_timeout: int = 5) -> None:
+        """Stop and remove everything of this project: containers (one-off ones too), network, volumes. Containers
+        still running after `stop_timeout` seconds are killed."""
+        self.run("down", "--volumes", "--remove-orphans", "--timeout", str(stop_timeout), capture=capture)
 
     def run_one_off(self, service: str, *command: str, env: dict[str, str] | None = None,
                     volumes: dict[str, str] | None = None, profile: str | None = None):
