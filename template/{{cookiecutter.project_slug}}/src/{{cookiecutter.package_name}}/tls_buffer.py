@@ -8,7 +8,7 @@ OpenSSL decrypts whole records, and RabbitMQ sends the first deliveries right be
 same record. py-amqp takes only the reply frame; the deliveries stay decrypted inside the SSL object, and the
 kernel socket has nothing left to signal. With prefetch 1 those deliveries fill the prefetch window, so the
 broker sends nothing more and the worker idles, with a full queue, until the next heartbeat makes the socket
-readable again (seen: 11-28 s with broker_heartbeat = 30; it never happens over plaintext, where the bytes stay
+readable again (seen: 11-29 s with broker_heartbeat = 30; it never happens over plaintext, where the bytes stay
 in the kernel buffer).
 
 Celery knows the startup case (it drains once after its first `consume`); this covers every other one: on each
