@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .errors import PKIError
 from .validation import CLIENT_DAYS, SERVER_DAYS
-from .store import (DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_crl, check_pki, load_ca,
-                    revoke, rotate, write_crl)
+from .store import (DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_crl, check_pki,
+                    rebuild_crl, revoke, rotate)
 
 EXIT_OK, EXIT_WARN, EXIT_USAGE = 0, 1, 2
 
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("revoke", parents=[common], help="revoke a certificate; the broker refuses it from then on")
     p.add_argument("name")
 
-    sub.add_parser("crl", parents=[common], help="sign the revocation list anew (or create it in an older PKI)")
+    sub.add_parser("crl", parents=[common], help="rebuild the revocation list: its entries plus every archived certificate")
 
     p = sub.add_parser("inspect", parents=[common], help="show certificates; exit 1 if any needs attention")
     p.add_argument("--warn-days", type=int, default=30)
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"revoked {args.name}; its pair is archived in {result.archive_dir}")
         _print_written([result.crl])
     elif args.command == "crl":
-        _print_written([write_crl(args.dir, *load_ca(args.dir), [])])
+        _print_written([rebuild_crl(args.dir)])
     elif args.command == "inspect":
         return _inspect(args.dir, args.warn_days)
     return EXIT_OK

@@ -84,7 +84,8 @@ def load_crl(pki_dir: Path, ca_cert: x509.Certificate) -> x509.CertificateRevoca
     except ValueError:
         raise PKIError(f"{path} does not hold a PEM certificate revocation list.") from None
     if crl.issuer != ca_cert.subject or not _signed_by(crl, ca_cert):
-        raise PKIError(f"{path} is not signed by this PKI's CA; move it aside and run `python -m tls crl`.")
+        raise PKIError(f"{path} is not signed by this PKI's CA; `python -m tls crl` rebuilds it from archive/ "
+                       "(revocations it alone recorded are lost).")
     return crl
 
 

@@ -284,6 +284,8 @@ def rotate(
         if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
             owner = (st.st_uid, st.st_gid)
 
+    # Signed before anything moves: an unusable CRL stops the rotation while the PKI is still as it was.
+    crl = _crl_adding(pki_dir, ca_key, ca_cert, [old])
     archive_dir = _archive(pki_dir, [old_cert_path, old_key_path])
     chown_required = None
     try:
@@ -294,34 +296,71 @@ def rotate(
         _restore(archive_dir, pki_dir)
         raise
     # Revoked only once its successor is on disk, so a failed rotation never leaves the name without a valid pair.
-    written_crl = write_crl(pki_dir, ca_key, ca_cert, [old])
+    written_crl = _write_crl_file(pki_dir, ca_cert, crl)
     if chown_required is not None:
         raise chown_required
     return Rotation([*written, written_crl], archive_dir)
 
 
 def revoke(pki_dir: Path, name: str) -> Revocation:
-    """Revoke the current certificate of leaf `name` (the broker refuses it from its next handshake on) and move
-    its pair to archive/; `issue-client`/`issue-server` give the name a new one."""
+    """Revoke the current certificate of client `name` (the broker refuses it from its next handshake on) and move
+    its pair to archive/; `issue-client` gives the name a new one."""
     pki_dir = _require_dir(pki_dir)
     if name == CA:
         raise PKIError("The CA cannot revoke itself; to retire it, move the PKI directory aside and run "
                        "`python -m tls init`.")
-    known = leaf_names(pki_dir)
+    if name == BROKER:
+        raise PKIError("Clients check the broker's certificate against the CA, not against a CRL: replace it with "
+                       "`python -m tls rotate broker` instead.")
+    known = [n for n in leaf_names(pki_dir) if n != BROKER]
     if name not in known:
         raise PKIError(f"Unknown certificate {name!r}; known names are: {', '.join(known) or 'none'}.")
     ca_key, ca_cert = load_ca(pki_dir)
     cert = load_certificate(cert_path(pki_dir, name))
-    written = write_crl(pki_dir, ca_key, ca_cert, [cert])
+    written = _write_crl_file(pki_dir, ca_cert, _crl_adding(pki_dir, ca_key, ca_cert, [cert]))
     return Revocation(written, _archive(pki_dir, [cert_path(pki_dir, name), key_path(pki_dir, name)]))
 
 
 def write_crl(pki_dir: Path, ca_key, ca_cert: x509.Certificate, certificates: list[x509.Certificate]) -> Path:
     """Sign the CA's CRL anew with `certificates` added (none: the current list, or an empty one, re-signed)."""
+    return _write_crl_file(pki_dir, ca_cert, _crl_adding(pki_dir, ca_key, ca_cert, certificates))
+
+
+def rebuild_crl(pki_dir: Path) -> Path:
+    """Sign the CRL anew from what the PKI holds: the current CRL's entries if it is this CA's, plus every
+    certificate of this CA under archive/ (each was replaced by `rotate` or retired by `revoke`). Mends a PKI made
+    before revocation existed, and a CRL that was lost or replaced, without un-revoking anything archived."""
+    pki_dir = _require_dir(pki_dir)
+    ca_key, ca_cert = load_ca(pki_dir)
+    try:
+        current = load_crl(pki_dir, ca_cert)
+    except PKIError:
+        current = None      # not this CA's, or not a CRL: replaced by one built from archive/
+    crl = crl_with(ca_key, ca_cert, current, archived_certificates(pki_dir, ca_cert))
+    return _write_crl_file(pki_dir, ca_cert, crl)
+
+
+def archived_certificates(pki_dir: Path, ca_cert: x509.Certificate) -> list[x509.Certificate]:
+    """Every certificate under archive/ that this CA issued (others, e.g. of an earlier CA, are skipped)."""
+    found = []
+    for path in sorted((Path(pki_dir) / "archive").glob("*/*.crt")):
+        try:
+            cert = load_certificate(path)
+            verify_chain(ca_cert, cert, at=cert.not_valid_before_utc)   # issued by this CA (expired or not)
+        except PKIError:
+            continue
+        found.append(cert)
+    return found
+
+
+def _crl_adding(pki_dir: Path, ca_key, ca_cert: x509.Certificate, certificates: list[x509.Certificate]):
+    return crl_with(ca_key, ca_cert, load_crl(pki_dir, ca_cert), certificates)
+
+
+def _write_crl_file(pki_dir: Path, ca_cert: x509.Certificate, crl: x509.CertificateRevocationList) -> Path:
     path = crl_path(pki_dir, ca_cert)
     path.parent.mkdir(mode=CRL_DIR_MODE, exist_ok=True)
     path.parent.chmod(CRL_DIR_MODE)  # the broker's user lists it, whatever the umask
-    crl = crl_with(ca_key, ca_cert, load_crl(pki_dir, ca_cert), certificates)
     return write_atomic(path, crl_pem(crl), CRL_MODE, overwrite=True)
 
 

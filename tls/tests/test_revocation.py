@@ -112,22 +112,40 @@ def test_revocations_accumulate(pki: Path):
 
 def test_revoke_refuses_unknown_names_and_the_ca_and_changes_nothing(pki: Path):
     before = {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()}
-    with pytest.raises(PKIError, match="Unknown certificate 'wroker'; known names are: broker, producer, worker"):
+    with pytest.raises(PKIError, match="Unknown certificate 'wroker'; known names are: producer, worker"):
         revoke(pki, "wroker")
     with pytest.raises(PKIError, match="The CA cannot revoke itself"):
         revoke(pki, "ca")
+    with pytest.raises(PKIError, match="replace it with `python -m tls rotate broker` instead"):
+        revoke(pki, "broker")
     assert {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()} == before
 
 
-def test_a_crl_not_signed_by_this_ca_is_refused_not_extended(pki: Path, tmp_path: Path):
+def test_a_crl_not_signed_by_this_ca_stops_revoke_and_rotate_before_anything_changes(pki: Path, tmp_path: Path):
     foreign = tmp_path / "foreign"
     bootstrap_pki(foreign, "rabbitmq", ["worker"], ca_common_name="Test CA")  # same name, other key
     path = crl_path(pki, load_certificate(pki / "ca.crt"))
     path.write_bytes(crl_path(foreign, load_certificate(foreign / "ca.crt")).read_bytes())
-    with pytest.raises(PKIError, match="is not signed by this PKI's CA"):
+    before = {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()}
+    with pytest.raises(PKIError, match="is not signed by this PKI's CA; `python -m tls crl` rebuilds it"):
         revoke(pki, "worker")
-    assert (pki / "worker.crt").exists()
+    with pytest.raises(PKIError, match="is not signed by this PKI's CA"):
+        rotate(pki, "producer")
+    assert {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()} == before
     assert check_crl(pki)[0] is False
+
+
+def test_crl_rebuild_revokes_everything_archived(pki: Path):
+    """A lost or foreign CRL is rebuilt from archive/ (every archived pair was replaced or revoked): nothing that
+    was revoked comes back."""
+    first_worker = load_certificate(pki / "worker.crt")
+    rotate(pki, "worker")
+    producer = load_certificate(pki / "producer.crt")
+    revoke(pki, "producer")
+    crl_path(pki, load_certificate(pki / "ca.crt")).unlink()
+    assert main(["--dir", str(pki), "crl"]) == 0
+    assert serials(current_crl(pki)) == {first_worker.serial_number, producer.serial_number}
+    assert load_certificate(pki / "worker.crt").serial_number not in serials(current_crl(pki))
 
 
 def test_cli_revoke_crl_and_inspect(pki: Path, capsys):
