@@ -13,19 +13,30 @@ LISTEN = "0A"
 CLIENT_SIDE_ERRORS = ("NO_SUITABLE_GROUPS", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE")
 
 
-def amqp_over_tls(port: int, context: ssl.SSLContext, server_name: str) -> tuple[bool, str]:
-    """Handshake, send the AMQP header, read the reply: (True, tls version) if the broker starts talking AMQP,
-    (False, the error) if it refuses at any point (TLS 1.3 refuses client certs after the handshake)."""
+def amqp_over_tls(port: int, context: ssl.SSLContext, server_name: str,
+                  session: ssl.SSLSession | None = None) -> tuple[bool, str]:
+    """Handshake (offering to resume `session` if given), send the AMQP header, read the reply: (True, tls version,
+    marked "resumed" if the server resumed the session) if the broker starts talking AMQP, (False, the error) if it
+    refuses at any point (TLS 1.3 refuses client certs after the handshake)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            with context.wrap_socket(raw, server_hostname=server_name, session=session) as tls:
                 tls.sendall(AMQP_HEADER)
                 reply = tls.recv(7)
                 if reply[:1] == b"\x01":       # a method frame: connection.start
-                    return True, tls.version() or ""
+                    return True, f"{tls.version()} resumed" if tls.session_reused else tls.version() or ""
                 return False, f"connection closed without AMQP reply ({reply!r})"
     except (ssl.SSLError, OSError) as exc:
         return False, f"{type(exc).__name__}: {exc}"
+
+
+def tls_session(port: int, context: ssl.SSLContext, server_name: str) -> ssl.SSLSession | None:
+    """The session of a handshake that got as far as AMQP, for a later connection to offer for resumption."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            tls.sendall(AMQP_HEADER)
+            tls.recv(7)
+            return tls.session
 
 
 def client_context(project_dir: Path, with_certificate: bool = True) -> ssl.SSLContext:

@@ -12,7 +12,7 @@ from kombu import Connection
 
 from tests.harness.readiness import WORKER_READY, first_log_line_with, logs
 from tests.security.probes import (amqp_over_tls, client_context, group_probe, is_loopback, legacy_context,
-                                   listeners, listeners_while_running, local_handshake)
+                                   listeners, listeners_while_running, local_handshake, tls_session)
 from tls import (bootstrap_pki, issue_client_certificate, issue_server_certificate, load_certificate, load_private_key,
                  write_crl)
 from tls.certificates import create_ca
@@ -174,8 +174,10 @@ def test_expired_client_certificate_is_refused(stack, tls_port, server_name, tmp
 
 
 def throwaway_client(pki: Path, directory: Path, name: str) -> tuple[x509.Certificate, ssl.SSLContext]:
-    """A fresh client certificate from the project CA (files in `directory`), and a context that presents it."""
-    key, cert = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), "producer")
+    """A fresh client certificate from the project CA (files in `directory`), and a context that presents it.
+    Valid for a day: its key outlives the test in pytest's kept temporary directories."""
+    key, cert = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), "producer",
+                                         valid_days=1)
     (directory / f"{name}.key").write_bytes(private_key_pem(key))
     (directory / f"{name}.crt").write_bytes(cert.public_bytes(Encoding.PEM))
     context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
@@ -193,6 +195,23 @@ def test_a_revoked_client_certificate_is_refused_without_a_restart(stack, tls_po
     write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [revoked])
     accepted, detail = amqp_over_tls(tls_port, revoked_context, server_name)
     record_property("evidence", f"accepted before revocation ({before}); after: {detail}")
+    assert not accepted, f"accepted after revocation: {detail}"
+    assert "CERTIFICATE_REVOKED" in detail.upper(), detail
+
+
+@controls("TLS-06")
+def test_a_revoked_client_cannot_resume_a_tls_session_from_before(stack, tls_port, server_name, revocations, tmp_path,
+                                                                  record_property):
+    """A resumed TLS 1.2 handshake carries no certificate: a session kept from before the revocation must not
+    let the revoked client back in (the broker resumes no sessions)."""
+    pki = stack.project_dir / "pki"
+    revoked, context = throwaway_client(pki, tmp_path, "revoked")
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
+    session = tls_session(tls_port, context, server_name)
+    assert session is not None
+    write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [revoked])
+    accepted, detail = amqp_over_tls(tls_port, context, server_name, session=session)
+    record_property("evidence", f"a TLS 1.2 session from before the revocation offered again: {detail}")
     assert not accepted, f"accepted after revocation: {detail}"
     assert "CERTIFICATE_REVOKED" in detail.upper(), detail
 
