@@ -1,20 +1,28 @@
-"""Container healthcheck: healthy while the worker's liveness file is fresh (exit 0), else exit 1."""
+"""Container healthcheck: healthy while the worker's liveness file is fresh and its client certificate valid
+(exit 0), else exit 1. The output, kept in `docker inspect`'s health log, also says when the certificate expires."""
 import sys
 import time
+from pathlib import Path
 
+from .certificate_expiry import expiry_report
 from .liveness import LIVENESS_FILE, STALE_AFTER_SECONDS
+from .settings import client_certificate_file
 
 
 def main() -> int:
+    valid, certificate = expiry_report(Path(client_certificate_file()))
     try:
         age = time.time() - LIVENESS_FILE.stat().st_mtime
     except FileNotFoundError:
-        print(f"unhealthy: {LIVENESS_FILE} missing (worker not connected yet)")
+        print(f"unhealthy: {LIVENESS_FILE} missing (worker not connected yet); {certificate}")
         return 1
     if age > STALE_AFTER_SECONDS:
-        print(f"unhealthy: last broker-connected heartbeat {age:.0f}s ago")
+        print(f"unhealthy: last broker-connected heartbeat {age:.0f}s ago; {certificate}")
         return 1
-    print(f"healthy: heartbeat {age:.0f}s ago")
+    if not valid:
+        print(f"unhealthy: {certificate}")
+        return 1
+    print(f"healthy: heartbeat {age:.0f}s ago; {certificate}")
     return 0
 
 

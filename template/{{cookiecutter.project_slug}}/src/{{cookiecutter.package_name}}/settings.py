@@ -14,6 +14,12 @@ CELERY_OVERRIDES = ("BROKER_URL", "RESULT_BACKEND", "CELERY_BROKER_URL", "CELERY
                     "CELERY_BROKER_WRITE_URL", "CELERY_RESULT_BACKEND", "CELERY_CONFIG_MODULE")
 
 
+def client_certificate_file() -> str:
+    """Where this process's client certificate is (TLS_CERT_FILE, else the mounted secret)."""
+    secrets_dir = os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    return os.environ.get("TLS_CERT_FILE", f"{secrets_dir}/client.crt")
+
+
 def _required(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
@@ -60,7 +66,7 @@ class BrokerSettings:
             url=url,
             password_file=_readable_file("broker password", env("TASKS_BROKER_PASSWORD_FILE", f"{secrets_dir}/broker_password")),
             ca_file=_readable_file("CA certificate", env("TLS_CA_FILE", f"{secrets_dir}/ca.crt")),
-            cert_file=_readable_file("client certificate", env("TLS_CERT_FILE", f"{secrets_dir}/client.crt")),
+            cert_file=_readable_file("client certificate", client_certificate_file()),
             key_file=_readable_file("client key", env("TLS_KEY_FILE", f"{secrets_dir}/client.key")),
             result_backend=backend,
             tls_server_name=env("TLS_SERVER_NAME") or urlsplit(url).hostname or "",

@@ -82,7 +82,11 @@ def test_limits_and_healthchecks(stack, record_property):
         evidence[name] = (health, host["Memory"], host["PidsLimit"])
         assert health == "healthy", name
         assert host["Memory"] > 0 and host["PidsLimit"] > 0, name
-    record_property("evidence", f"(health, memory bytes, pids limit): {evidence}")
+        if name != "broker":     # a worker's health log also says when its client certificate expires
+            output = container.attrs["State"]["Health"]["Log"][-1]["Output"]
+            evidence[name] += (output.strip(),)
+            assert "client certificate expires" in output and "days left" in output, output
+    record_property("evidence", f"(health, memory bytes, pids limit[, health output]): {evidence}")
 
 
 @controls("RUN-05")
