@@ -65,14 +65,15 @@ def celery_client(stack, vhosts, weakening):
     endpoint, topology = stack.endpoint, stack.stack.topology
     vhost = vhosts[0]
     user = topology.user_name(vhost, "producer")
+    certificate, key = endpoint.certificate_files(user)
     saved = dict(os.environ)
     os.environ.update({
         "TASKS_BROKER_URL": f"amqps://{user}@127.0.0.1:{endpoint.port}/{vhost}",
         "TLS_SERVER_NAME": stack.stack.broker_host,
         "TASKS_BROKER_PASSWORD_FILE": str(endpoint.password_file(vhost, "producer")),
         "TLS_CA_FILE": str(PROJECT_DIR / "pki" / "ca.crt"),
-        "TLS_CERT_FILE": str(endpoint.certificate_files(user)[0]),
-        "TLS_KEY_FILE": str(endpoint.certificate_files(user)[1]),
+        "TLS_CERT_FILE": str(certificate),
+        "TLS_KEY_FILE": str(key),
     })
     from {{ cookiecutter.package_name }}.celery_app import app
     from {{ cookiecutter.package_name }}.config import build_config

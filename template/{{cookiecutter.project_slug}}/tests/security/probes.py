@@ -3,6 +3,7 @@ import socket
 import ssl
 import threading
 import warnings
+from functools import cache
 from pathlib import Path
 
 from tools.broker_client import Endpoint
@@ -39,9 +40,14 @@ def tls_session(port: int, context: ssl.SSLContext, server_name: str) -> ssl.SSL
             return tls.session
 
 
+@cache
+def _endpoint(project_dir: Path) -> Endpoint:
+    return Endpoint(project_dir)     # one stack.toml read for the dozens of probes, not one each
+
+
 def client_context(project_dir: Path, with_certificate: bool = True) -> ssl.SSLContext:
     """A legitimate client's TLS settings (the first vhost's producer identity), or the same without a certificate."""
-    endpoint = Endpoint(project_dir)
+    endpoint = _endpoint(project_dir)
     identity = endpoint.stack.topology.user_name(endpoint.stack.vhosts[0], "producer") if with_certificate else None
     return endpoint.tls_context(identity)
 

@@ -157,27 +157,12 @@ def test_client_certificate_from_a_foreign_ca_is_refused(stack, tls_port, server
     assert "UNKNOWN_CA" in detail.upper(), detail
 
 
-@controls("TLS-03")
-def test_expired_client_certificate_is_refused(stack, tls_port, server_name, tmp_path, record_property):
-    pki = stack.project_dir / "pki"
-    key, cert = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"),
-                                         "producer", valid_days=1,
-                                         not_valid_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10))
-    (tmp_path / "expired.key").write_bytes(private_key_pem(key))
-    (tmp_path / "expired.crt").write_bytes(cert.public_bytes(Encoding.PEM))
-    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    context.load_cert_chain(str(tmp_path / "expired.crt"), str(tmp_path / "expired.key"))
-    accepted, detail = amqp_over_tls(tls_port, context, server_name)
-    record_property("evidence", detail)
-    assert not accepted, f"accepted: {detail}"
-    assert "CERTIFICATE_EXPIRED" in detail.upper(), detail
-
-
-def throwaway_client(pki: Path, directory: Path, name: str) -> tuple[x509.Certificate, ssl.SSLContext]:
+def throwaway_client(pki: Path, directory: Path, name: str,
+                     not_valid_before: dt.datetime | None = None) -> tuple[x509.Certificate, ssl.SSLContext]:
     """A fresh client certificate from the project CA (files in `directory`), and a context that presents it.
     Valid for a day: its key outlives the test in pytest's kept temporary directories."""
     key, cert = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), "producer",
-                                         valid_days=1)
+                                         valid_days=1, not_valid_before=not_valid_before)
     (directory / f"{name}.key").write_bytes(private_key_pem(key))
     (directory / f"{name}.crt").write_bytes(cert.public_bytes(Encoding.PEM))
     context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
@@ -185,15 +170,30 @@ def throwaway_client(pki: Path, directory: Path, name: str) -> tuple[x509.Certif
     return cert, context
 
 
+def revoke_for_the_test_stack(pki: Path, revocations: Path, cert: x509.Certificate) -> None:
+    """Revoke `cert` in the CRL the test stack's broker reads (a copy of the project's), with the PKI tooling."""
+    write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [cert])
+
+
+@controls("TLS-03")
+def test_expired_client_certificate_is_refused(stack, tls_port, server_name, tmp_path, record_property):
+    _, context = throwaway_client(stack.project_dir / "pki", tmp_path, "expired",
+                                  not_valid_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10))
+    accepted, detail = amqp_over_tls(tls_port, context, server_name)
+    record_property("evidence", detail)
+    assert not accepted, f"accepted: {detail}"
+    assert "CERTIFICATE_EXPIRED" in detail.upper(), detail
+
+
 @controls("TLS-06")
 def test_a_revoked_client_certificate_is_refused_without_a_restart(stack, tls_port, server_name, revocations, tmp_path,
                                                                    record_property):
     pki = stack.project_dir / "pki"
-    revoked, revoked_context = throwaway_client(pki, tmp_path, "revoked")
-    accepted, before = amqp_over_tls(tls_port, revoked_context, server_name)
+    revoked, context = throwaway_client(pki, tmp_path, "revoked")
+    accepted, before = amqp_over_tls(tls_port, context, server_name)
     assert accepted, f"refused before it was revoked: {before}"
-    write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [revoked])
-    accepted, detail = amqp_over_tls(tls_port, revoked_context, server_name)
+    revoke_for_the_test_stack(pki, revocations, revoked)
+    accepted, detail = amqp_over_tls(tls_port, context, server_name)
     record_property("evidence", f"accepted before revocation ({before}); after: {detail}")
     assert not accepted, f"accepted after revocation: {detail}"
     assert "CERTIFICATE_REVOKED" in detail.upper(), detail
@@ -209,7 +209,7 @@ def test_a_revoked_client_cannot_resume_a_tls_session_from_before(stack, tls_por
     context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
     session = tls_session(tls_port, context, server_name)
     assert session is not None
-    write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [revoked])
+    revoke_for_the_test_stack(pki, revocations, revoked)
     accepted, detail = amqp_over_tls(tls_port, context, server_name, session=session)
     record_property("evidence", f"a TLS 1.2 session from before the revocation offered again: {detail}")
     assert not accepted, f"accepted after revocation: {detail}"
@@ -224,7 +224,7 @@ def test_an_unrevoked_certificate_still_connects_after_a_revocation(stack, tls_p
     pki = stack.project_dir / "pki"
     revoked, _ = throwaway_client(pki, tmp_path, "revoked")
     _, kept_context = throwaway_client(pki, tmp_path, "kept")
-    write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [revoked])
+    revoke_for_the_test_stack(pki, revocations, revoked)
     accepted, detail = amqp_over_tls(tls_port, kept_context, server_name)
     record_property("evidence", f"after another certificate's revocation: {detail}")
     assert accepted, detail
