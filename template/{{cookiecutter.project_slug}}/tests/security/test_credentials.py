@@ -39,7 +39,7 @@ def test_every_user_is_refused_on_every_other_vhost(stack, vhosts, record_proper
     endpoint, user_name, refusals = stack.endpoint, stack.stack.topology.user_name, 0
     for own in vhosts:
         for role in ROLES:
-            with endpoint.connect(own, role):          # legitimate path: own vhost works
+            with stack.connect(own, role):             # legitimate path: own vhost works
                 pass
             for other in [v for v in vhosts if v != own] + ["/"]:
                 with pytest.raises(ProbableAccessDeniedError):
@@ -101,7 +101,7 @@ ALLOWED = {
 @pytest.mark.parametrize("role", ROLES)
 def test_permission_matrix(stack, vhosts, role, record_property):
     vhost = vhosts[0]
-    with stack.endpoint.connect(vhost, role) as connection:
+    with stack.connect(vhost, role) as connection:
         matrix = {operation: attempt(connection, action) for operation, action in OPERATIONS.items()}
     record_property("evidence", f"{vhost}-{role}: {matrix}")
     for operation, outcome in matrix.items():
@@ -116,7 +116,7 @@ def test_every_connection_presents_the_certificate_of_its_own_user(stack, vhosts
     with ExitStack() as held:
         for vhost in vhosts:
             for role in ("producer", "auditor"):
-                held.enter_context(stack.endpoint.connect(vhost, role))
+                held.enter_context(stack.connect(vhost, role))
         rows = listed_connections(stack.broker, "user", "peer_cert_subject")
     assert rows is not None, "rabbitmqctl list_connections failed"
     seen = {(user, subject) for user, subject in rows if user in stack.stack.identities}
@@ -136,7 +136,7 @@ def test_a_producer_cannot_write_into_the_evidence_queue(stack, vhosts, record_p
             for exchange in ("", task_exchange())}
         legitimate = attempt(connection, lambda ch: (ch.confirm_delivery(),
                                                      publish(ch, "tasks", *task_message(ADD, (2, 2))[:2])))
-    with stack.endpoint.connect(vhosts[0], "auditor") as auditor:
+    with stack.connect(vhosts[0], "auditor") as auditor:
         arrived = [p.message_id for p, _ in drain_dead_letters(auditor) if p.message_id == forged.message_id]
     record_property("evidence", f"a producer's publish into dead-letters through each exchange: {outcomes}; "
                                 f"forged letters that arrived: {arrived}; a task through the task exchange: {legitimate}")

@@ -56,7 +56,7 @@ def test_a_user_the_definitions_no_longer_list_is_removed(stack, vhosts, record_
             held.close()
     # The legitimate path: every shipped identity still logs in and a producer still sends a task.
     for role in ("worker", "producer", "auditor"):
-        with endpoint.connect(own, role):
+        with stack.connect(own, role):
             pass
     with endpoint.connect(own, "producer") as connection:
         channel = connection.channel()

@@ -15,9 +15,9 @@ HOSTILE = {
 REFUSAL = "Refusing to deserialize untrusted content"
 
 
-def wait_for_dead_letters(endpoint, vhost: str, expected: int, timeout: float = 30.0) -> list:
+def wait_for_dead_letters(stack, vhost: str, expected: int, timeout: float = 30.0) -> list:
     letters, deadline = [], time.monotonic() + timeout
-    with endpoint.connect(vhost, "auditor") as connection:
+    with stack.connect(vhost, "auditor") as connection:
         while len(letters) < expected and time.monotonic() < deadline:
             letters += drain_dead_letters(connection)
             time.sleep(0.2)
@@ -26,12 +26,11 @@ def wait_for_dead_letters(endpoint, vhost: str, expected: int, timeout: float = 
 
 @controls("SER-01", "SER-02")
 def test_non_json_messages_are_refused_dead_lettered_and_never_run(stack, vhosts, celery_client, record_property):
-    endpoint = stack.endpoint
     published = 0
     for vhost in vhosts:
-        with endpoint.connect(vhost, "auditor") as auditor:
+        with stack.connect(vhost, "auditor") as auditor:
             drain_dead_letters(auditor)                                  # start from empty evidence queues
-        with endpoint.connect(vhost, "producer") as connection:
+        with stack.connect(vhost, "producer") as connection:
             channel = connection.channel()
             channel.confirm_delivery()
             for queue in ("tasks", "priority"):
@@ -41,7 +40,7 @@ def test_non_json_messages_are_refused_dead_lettered_and_never_run(stack, vhosts
     per_vhost = published // len(vhosts)
     evidence = []
     for vhost in vhosts:
-        letters = wait_for_dead_letters(endpoint, vhost, per_vhost)
+        letters = wait_for_dead_letters(stack, vhost, per_vhost)
         reasons = sorted({reason for properties, _ in letters for reason in death_reasons(properties)})
         types = sorted({properties.content_type for properties, _ in letters})
         evidence.append(f"{vhost}: {len(letters)}/{per_vhost} dead-lettered, reasons {reasons}")

@@ -165,7 +165,7 @@ def test_a_task_runs_only_for_its_tenant_and_from_its_queue(stack, vhosts, recor
     """Each producer publishes valid calls into its own vhost: those the allow-lists permit run; the others are
     dead-lettered as not allowed, never run, and the workers keep going."""
     for vhost in vhosts:
-        with stack.endpoint.connect(vhost, "auditor") as auditor:
+        with stack.connect(vhost, "auditor") as auditor:
             drain_dead_letters(auditor)                                  # start from empty evidence queues
     sent = []
     for number, (vhost, queue, (task, kwargs), refusal) in enumerate(allow_list_cases(stack, vhosts)):
@@ -178,7 +178,7 @@ def test_a_task_runs_only_for_its_tenant_and_from_its_queue(stack, vhosts, recor
             publish(channel, queue, body, headers, message_id=message_id)
         sent.append((vhost, queue, task.rsplit(".", 1)[-1], refusal, task_id, message_id))
     with ExitStack() as held:         # one auditor connection per vhost for all polls (the auditor's limit is 2)
-        auditors = {vhost: held.enter_context(stack.endpoint.connect(vhost, "auditor")) for vhost in vhosts}
+        auditors = {vhost: held.enter_context(stack.connect(vhost, "auditor")) for vhost in vhosts}
         evidence = check_outcomes(stack, sent, auditors)
     for worker in stack.workers.values():
         worker.reload()

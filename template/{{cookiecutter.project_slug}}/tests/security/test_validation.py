@@ -178,7 +178,7 @@ def forged_headers() -> dict[str, dict]:
 def test_forged_task_headers_are_dead_lettered_and_never_run(stack, vhosts, record_property):
     endpoint, vhost = stack.endpoint, vhosts[0]
     worker = stack.workers[vhost]
-    with endpoint.connect(vhost, "auditor") as auditor:
+    with stack.connect(vhost, "auditor") as auditor:
         drain_dead_letters(auditor)                              # start from an empty evidence queue
     messages = forged_headers()
     with endpoint.connect(vhost, "producer") as connection:
@@ -189,7 +189,7 @@ def test_forged_task_headers_are_dead_lettered_and_never_run(stack, vhosts, reco
                     reply_to=spec["reply_to"])
     letters: dict[str, list] = {}
 
-    with endpoint.connect(vhost, "auditor") as auditor:       # one connection for all polls (auditor limit: 2)
+    with stack.connect(vhost, "auditor") as auditor:       # one connection for all polls (auditor limit: 2)
         def all_dead_lettered():
             for properties, _ in drain_dead_letters(auditor):
                 letters.setdefault(properties.message_id, []).extend(death_reasons(properties))
