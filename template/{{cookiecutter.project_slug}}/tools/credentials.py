@@ -26,7 +26,18 @@ def password_path(secrets_dir: Path, user: str) -> Path:
 
 
 def write_private_file(path: Path, content: str) -> None:
-    """Create a 0600 file atomically, owned by whoever runs this (containers get read grants, file_access.py)."""
+    """Write a 0600 file owned by whoever runs this (containers get read grants, file_access.py).
+
+    A new file is written beside and renamed into place (atomic). An existing one is rewritten in place: compose
+    bind-mounts a secret file by inode, so a renamed replacement would stay invisible to a running container, and
+    `broker-boot reconcile` would re-import the definitions the broker started with."""
+    if path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return
     temporary = path.with_name(f".{path.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:

@@ -9,16 +9,18 @@ with leftover grants of users that stay, is in tests/resilience/test_broker_rest
 """
 import json
 import secrets
+from pathlib import Path
 
 import pytest
 from pika.exceptions import ConnectionClosedByBroker, ProbableAuthenticationError, StreamLostError
 
 from tests.harness.readiness import wait_until
 from tools.broker_client import publish, task_message
-from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
+from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash, write_private_file
 
 controls = pytest.mark.controls
 ADD = "{{ cookiecutter.package_name }}.tasks.arithmetic.add"
+MOUNTED_DEFINITIONS = "/run/secrets/definitions.json"
 
 
 def closed_by_broker(connection) -> bool:
@@ -67,3 +69,26 @@ def test_a_user_the_definitions_no_longer_list_is_removed(stack, vhosts, record_
                                 f"{type(refused.value).__name__}, its open connection closed; every shipped identity "
                                 "still logs in")
     assert removed == [f"delete_user {retired}"], removed
+
+
+@controls("CRED-05")
+def test_definitions_rewritten_on_the_host_reach_the_running_broker(stack, record_property):
+    """The README applies a changed definitions file without a restart (`python -m tools.credentials generate`,
+    then `broker-boot reconcile`): the running broker must read the file as rewritten, not the one it started with.
+    The file is rewritten with the same definitions, formatted differently, by the writer `generate` uses."""
+    broker = stack.broker
+    source = next(Path(mount["Source"]) for mount in broker.attrs["Mounts"]
+                  if mount["Destination"] == MOUNTED_DEFINITIONS)
+    original = source.read_text(encoding="utf-8")
+    rewritten = json.dumps(json.loads(original), indent=1, sort_keys=True)
+    assert rewritten != original
+    try:
+        write_private_file(source, rewritten)
+        seen = broker.exec_run(["cat", MOUNTED_DEFINITIONS]).output.decode()
+        reconciled = broker.exec_run(["broker-boot", "reconcile"])
+    finally:
+        write_private_file(source, original)
+    record_property("evidence", f"{source.name} rewritten on the host ({len(rewritten)} bytes): the broker read "
+                                f"{len(seen)} bytes, equal: {seen == rewritten}; reconcile exit {reconciled.exit_code}")
+    assert seen == rewritten
+    assert reconciled.exit_code == 0, reconciled.output.decode(errors="replace")

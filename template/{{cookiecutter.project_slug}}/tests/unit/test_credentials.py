@@ -63,3 +63,13 @@ def test_secrets_are_git_and_docker_ignored():
     dockerignore = (PROJECT / ".dockerignore").read_text().splitlines()
     assert dockerignore[0 if dockerignore[0] == "*" else 2] == "*"
     assert not any(line.startswith("!") and ("pki" in line or "secrets" in line) for line in dockerignore)
+
+
+def test_a_rewritten_secret_file_keeps_its_inode(tmp_path):
+    """Compose mounts a secret file by inode: a file replaced by rename would not reach a running container."""
+    path = tmp_path / "definitions.json"
+    credentials.write_private_file(path, "{}")
+    inode = path.stat().st_ino
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    credentials.write_private_file(path, '{"users": []}')
+    assert path.stat().st_ino == inode and path.read_text() == '{"users": []}'
