@@ -11,6 +11,9 @@
 #
 # `broker-boot reconcile` does the same on a running broker after you edit the definitions: import them, then
 # remove what they no longer list (docker compose exec broker broker-boot reconcile).
+#
+# `broker-boot health` is the image's healthcheck: definitions reconciled, the node running, and in its output
+# (which `docker inspect` keeps) when the broker's certificate expires; unhealthy once it has.
 set -eu
 umask 077                                    # the broker's exported definitions hold password hashes
 
@@ -18,6 +21,8 @@ DEFINITIONS=/run/secrets/definitions.json
 CURRENT=/tmp/current-definitions.json
 MARKER=/tmp/definitions-reconciled          # the healthcheck's proof (tmpfs: gone when the container stops)
 READY="definitions reconciled"              # tests/harness/readiness.py waits for this line
+CERTIFICATE=${BROKER_CERTIFICATE:-/run/secrets/broker.crt}
+WARN_DAYS=30                                # as `python -m tls inspect`: time to rotate before clients refuse it
 
 say() { echo "broker-boot: $*"; }
 
@@ -68,6 +73,30 @@ EOF
         rabbitmqctl -q close_all_user_connections "$user" "removed from the broker definitions" >/dev/null || true
     done
 }
+
+# One line on the broker certificate's expiry (openssl and GNU date: both in the official image and the stand-in);
+# fails once it has expired.
+certificate_expiry() {
+    end=$(openssl x509 -in "$CERTIFICATE" -noout -enddate 2>/dev/null) \
+        || { echo "broker certificate $CERTIFICATE unreadable"; return 1; }
+    end=${end#notAfter=}
+    day=$(date -u -d "$end" +%Y-%m-%d)
+    if ! openssl x509 -in "$CERTIFICATE" -noout -checkend 0 >/dev/null; then
+        echo "broker certificate expired on $day"
+        return 1
+    fi
+    left=$(( ($(date -d "$end" +%s) - $(date +%s)) / 86400 ))
+    line="broker certificate expires $day ($left days left)"
+    [ "$left" -ge "$WARN_DAYS" ] || line="$line; rotate it now: python -m tls rotate broker"
+    echo "$line"
+}
+
+if [ "${1:-}" = health ]; then
+    [ -e "$MARKER" ] || { say "definitions not reconciled yet"; exit 1; }
+    rabbitmq-diagnostics -q check_running
+    certificate_expiry
+    exit $?
+fi
 
 if [ "${1:-}" = reconcile ]; then
     rabbitmqctl -q import_definitions "$DEFINITIONS" >/dev/null

@@ -6,11 +6,15 @@ import shutil
 import socket
 import subprocess  # nosec B404
 
+import datetime as dt
+
 import docker
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.harness.readiness import WORKER_READY
 from tests.security.probes import proc_status
+from tls import issue_client_certificate, load_certificate, load_private_key
 
 controls = pytest.mark.controls
 UNREADABLE_BY_DESIGN = "/var/cache/apt/archives/partial"
@@ -82,11 +86,29 @@ def test_limits_and_healthchecks(stack, record_property):
         evidence[name] = (health, host["Memory"], host["PidsLimit"])
         assert health == "healthy", name
         assert host["Memory"] > 0 and host["PidsLimit"] > 0, name
-        if name != "broker":     # a worker's health log also says when its client certificate expires
-            output = container.attrs["State"]["Health"]["Log"][-1]["Output"]
-            evidence[name] += (output.strip(),)
-            assert "client certificate expires" in output and "days left" in output, output
+        # Each health log also says when the container's certificate expires.
+        output = container.attrs["State"]["Health"]["Log"][-1]["Output"]
+        evidence[name] += (output.strip(),)
+        expected = "broker certificate expires" if name == "broker" else "client certificate expires"
+        assert expected in output and "days left" in output, output
     record_property("evidence", f"(health, memory bytes, pids limit[, health output]): {evidence}")
+
+
+@controls("RUN-04")
+def test_the_broker_healthcheck_fails_once_its_certificate_has_expired(stack, record_property):
+    """The healthcheck's certificate part, run in the running broker on an expired certificate of the project CA
+    (the broker's own certificate is valid: its healthy status and expiry line are the twin, above)."""
+    pki = stack.project_dir / "pki"
+    _, expired = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"),
+                                          "producer", valid_days=1,
+                                          not_valid_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10))
+    check = stack.broker.exec_run(["sh", "-c", 'printf %s "$0" > /tmp/expired.crt && '
+                                   "BROKER_CERTIFICATE=/tmp/expired.crt broker-boot health",
+                                   expired.public_bytes(Encoding.PEM).decode()])
+    output = check.output.decode(errors="replace").strip()
+    record_property("evidence", f"healthcheck on an expired certificate: exit {check.exit_code}, {output!r}")
+    assert check.exit_code != 0
+    assert output.endswith(f"broker certificate expired on {expired.not_valid_after_utc:%Y-%m-%d}"), output
 
 
 @controls("RUN-05")
