@@ -49,3 +49,36 @@ def test_management_and_egress_variant_passes_its_security_suite(tmp_path_factor
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+def test_a_tenant_added_in_one_command_runs_tasks_without_a_broker_restart(tmp_path_factory):
+    """The README's tenant change on a running stack: `tools.tenants add`, the printed steps (reconcile, the new worker
+    up), a task through the new tenant's producer; then `remove` and its steps: its users are gone from the broker.
+    The broker is never restarted (its start time is unchanged)."""
+    project = bake(tmp_path_factory.mktemp("live-tenants"))
+    compose = ("docker-compose",)
+
+    def step(*command, expect=0, timeout=600):
+        result = run_in(project, *command, timeout=timeout)
+        output = result.stdout + result.stderr
+        print(f"$ {' '.join(command)}\n{output[-1500:]}")
+        assert result.returncode == expect, output[-4000:]
+        return output
+
+    try:
+        step(sys.executable, "-m", "tools.stack", "up", timeout=1200)
+        started = step("docker", "inspect", "-f", "{{.State.StartedAt}}", "hardened-tasks-broker-1")
+        step(sys.executable, "-m", "tools.tenants", "add", "support")
+        step(*compose, "exec", "-T", "broker", "broker-boot", "reconcile")
+        step(*compose, "up", "-d", "--wait", "worker-support")
+        output = step(*compose, "--profile", "tools", "run", "--rm", "--no-deps", "producer-support")
+        assert "add(2, 3) = 5" in output and "refused by the worker:" in output
+        step(sys.executable, "-m", "tools.tenants", "remove", "support")
+        step(*compose, "up", "-d", "--wait", "--remove-orphans")
+        output = step(*compose, "exec", "-T", "broker", "broker-boot", "reconcile")
+        assert all(f"removed: delete_user support-{role}" in output for role in ("worker", "producer", "auditor"))
+        users = step(*compose, "exec", "-T", "broker", "rabbitmqctl", "-q", "list_users")
+        assert "support-" not in users and "billing-worker" in users
+        assert step("docker", "inspect", "-f", "{{.State.StartedAt}}", "hardened-tasks-broker-1") == started
+    finally:
+        run_in(project, sys.executable, "-m", "tools.stack", "down", timeout=300)

@@ -43,6 +43,12 @@ def make_pki():
     os.chmod(PROJECT / "pki", 0o700)   # compose bind-mounts single files; nobody needs to list the dir
 
 
+def write_tenant_services():
+    """compose.yaml's per-tenant services, volumes and secrets, generated from stack.toml (tools/tenants.py)."""
+    from tools.tenants import sync
+    sync(PROJECT)
+
+
 def make_credentials():
     """Passwords and definitions; then the read grants of every secret file compose.yaml mounts."""
     from tools.credentials import generate
@@ -62,5 +68,6 @@ def print_next_steps():
 if __name__ == "__main__":
     copy_shared_sources()
     make_pki()
+    write_tenant_services()
     make_credentials()
     print_next_steps()

@@ -1,18 +1,28 @@
 """Refuse bad template input before anything is written, with one sentence a user understands."""
+import importlib.util
 import keyword
 import re
 import sys
+from pathlib import Path
 
 SLUG = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 PACKAGE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
-# A vhost name becomes a RabbitMQ vhost, part of user names, a compose service and a volume name.
-VHOST = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$")
 # uid/gid ranges: 0 is root; 65534 is nobody (shared with everything unprivileged); 999 is RabbitMQ's.
 ID_MIN, ID_MAX = 1, 65533
 RESERVED_IDS = {999}
-MAX_VHOSTS = 16
+
+
+
+
+def load_name_rules():
+    """tools/names.py of the template: the vhost rules `python -m tools.tenants` applies after the bake."""
+    path = Path({{ cookiecutter._repo_dir | tojson }}) / "{% raw %}{{cookiecutter.project_slug}}{% endraw %}" / "tools" / "names.py"
+    spec = importlib.util.spec_from_file_location("template_name_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def fail(sentence):
@@ -37,18 +47,9 @@ def check_package(package):
 def check_vhosts(raw):
     if any(c.isspace() for c in raw):
         fail(f"vhosts {raw!r} must not contain spaces; write them like 'billing,analytics'.")
-    vhosts = raw.split(",")
-    if any(not v for v in vhosts):
-        fail(f"vhosts {raw!r} must be a comma-separated list of names with no empty entries.")
-    for vhost in vhosts:
-        if not VHOST.match(vhost):
-            fail(f"vhost {vhost!r} must be 2-24 characters of lowercase letters, digits and hyphens, "
-                 "starting with a letter and not ending with a hyphen.")
-    duplicates = sorted({v for v in vhosts if vhosts.count(v) > 1})
-    if duplicates:
-        fail(f"vhosts lists {', '.join(duplicates)} more than once; each vhost must be unique.")
-    if len(vhosts) > MAX_VHOSTS:
-        fail(f"vhosts lists {len(vhosts)} vhosts; at most {MAX_VHOSTS} are supported by one broker here.")
+    problem = load_name_rules().vhosts_problem(raw.split(","))
+    if problem:
+        fail(problem)
 
 
 def check_payment_vhosts(raw, vhosts_raw):

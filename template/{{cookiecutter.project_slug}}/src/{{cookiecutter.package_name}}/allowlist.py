@@ -5,8 +5,8 @@ Publish rights cannot say this: any producer may publish any task name into any 
 these lists the analytics producer could run `record_payment`, or push bulk work onto the priority queue.
 
 * Per queue, here: routing follows it (config.task_routes), so a message on the wrong queue was forged.
-* Per tenant, in compose.yaml: each worker service's TASKS_ALLOWED_TASK_MODULES, filled at bake time from the
-  `payment_vhosts` answer. A worker without the variable, or naming a module that does not exist, refuses to
+* Per tenant, in compose.yaml: each worker service's TASKS_ALLOWED_TASK_MODULES, written by tools/tenants.py from
+  stack.toml's [workers.restricted_task_modules] (at bake time: the `payment_vhosts` answer). A worker without the variable, or naming a module that does not exist, refuses to
   start: an allow-list that is missing or mistyped must not silently allow everything, nor nothing.
 """
 import os

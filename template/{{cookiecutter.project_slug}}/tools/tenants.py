@@ -1,0 +1,275 @@
+"""Tenants: stack.toml's `[workers] vhosts` is the one list; compose.yaml's tenant parts are generated from it.
+
+Each tenant (vhost) has a worker service, a one-off producer service, a data volume, and the certificate, key and
+password secrets of its identities. Those parts of compose.yaml sit between `# >>> tenant ...` and
+`# <<< tenant ...` markers and are written here, at bake time and after every change:
+
+    python -m tools.tenants add <vhost> [--runs MODULE ...]  # a new tenant, end to end (then restart what it says)
+    python -m tools.tenants remove <vhost>                   # its certificates revoked, its secrets deleted
+    python -m tools.tenants sync                             # compose.yaml rewritten from stack.toml
+    python -m tools.tenants check                            # exit 1 if compose.yaml and stack.toml disagree
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from tools import credentials, file_access, names, settings
+
+REGIONS = ("services", "volumes", "secrets")
+GENERATED = "generated from stack.toml by `python -m tools.tenants sync`; edit stack.toml, not this block"
+MARKERS = {region: (f"# >>> tenant {region}: {GENERATED}", f"# <<< tenant {region}") for region in REGIONS}
+
+
+class TenantError(ValueError):
+    """The change cannot be made; the message says why and what to do. Nothing was written."""
+
+
+# --------------------------------------------------------------------------------------------- compose.yaml
+def render_services(stack: settings.StackSettings, vhost: str) -> str:
+    uid, gid = stack.worker_uid, stack.worker_gid
+
+    def url(role: str) -> str:
+        return f"amqps://{stack.topology.user_name(vhost, role)}@{stack.broker_host}:5671/{vhost}"
+
+    egress = ("    networks: [backend, egress]            # worker_egress = allowed: tasks may call services outside "
+              "the stack\n") if stack.worker_egress == "allowed" else ""
+
+    def secrets(role: str) -> str:
+        key = secret_key(vhost, role)
+        return (f"    secrets:\n      - source: ca_cert\n        target: ca.crt\n"
+                f"      - source: {key}_cert\n        target: client.crt\n"
+                f"      - source: {key}_key\n        target: client.key\n"
+                f"      - source: {key}_password\n        target: broker_password\n")
+
+    return (
+        f"\n  {stack.worker_service(vhost)}:\n"
+        f"    <<: *hardened\n"
+        f"    image: {stack.images.worker}\n"
+        f"    user: \"{uid}:{gid}\"\n"
+        f"    depends_on:\n      broker:\n        condition: service_healthy\n"
+        f"{egress}"
+        f"    environment:\n"
+        f"      TASKS_BROKER_URL: {url('worker')}\n"
+        f"      # The task modules this tenant runs (TEN-03, allowlist.py); any other task is dead-lettered, never run.\n"
+        f"      TASKS_ALLOWED_TASK_MODULES: \"{','.join(stack.tenant_task_modules(vhost))}\"\n"
+        f"    tmpfs:\n      - /tmp:size=64m,uid={uid},gid={gid},mode=0700\n"
+        f"    volumes:\n      - data-{vhost}:/data\n"
+        f"{secrets('worker')}"
+        f"    mem_limit: 512m\n    pids_limit: 256\n    cpus: 1.0\n"
+        f"\n  {stack.producer_service(vhost)}:\n"
+        f"    # One-off client for the demo and for operators: `docker compose run --rm {stack.producer_service(vhost)}`.\n"
+        f"    <<: *hardened\n"
+        f"    restart: \"no\"\n"
+        f"    profiles: [tools]\n"
+        f"    image: {stack.images.worker}\n"
+        f"    user: \"{uid}:{gid}\"\n"
+        f"    depends_on:\n      broker:\n        condition: service_healthy\n"
+        f"    environment:\n"
+        f"      TASKS_BROKER_URL: {url('producer')}\n"
+        f"    command: [\"python3\", \"-m\", \"{stack.package}.demo\"]\n"
+        f"    healthcheck:\n      disable: true\n"
+        f"    tmpfs:\n      - /tmp:size=16m,uid={uid},gid={gid},mode=0700\n"
+        f"{secrets('producer')}"
+        f"    mem_limit: 256m\n    pids_limit: 64\n"
+    )
+
+
+def secret_key(vhost: str, role: str) -> str:
+    return f"{vhost}_{role}"
+
+
+def render_secrets(stack: settings.StackSettings, vhost: str) -> str:
+    lines = ["  # Each identity its own certificate (subject = its broker user) and key: nothing shared between tenants."]
+    for role in ("worker", "producer"):
+        user = stack.topology.user_name(vhost, role)
+        lines += [f"  {secret_key(vhost, role)}_cert:", f"    file: ./pki/{user}.crt",
+                  f"  {secret_key(vhost, role)}_key:", f"    file: ./pki/{user}.key"]
+    for role in ("worker", "producer"):
+        lines += [f"  {secret_key(vhost, role)}_password:",
+                  f"    file: ./secrets/{stack.topology.user_name(vhost, role)}.password"]
+    return "\n".join(lines) + "\n"
+
+
+def render(stack: settings.StackSettings) -> dict[str, str]:
+    """The text of each generated region of compose.yaml."""
+    return {
+        "services": "".join(render_services(stack, vhost) for vhost in stack.vhosts),
+        "volumes": "".join(f"  data-{vhost}: " + "{}\n" for vhost in stack.vhosts),
+        "secrets": "".join(render_secrets(stack, vhost) for vhost in stack.vhosts),
+    }
+
+
+def region_pattern(region: str) -> re.Pattern:
+    start, end = MARKERS[region]
+    return re.compile(rf"(^[ ]*{re.escape(start)}\n)(.*?)(^[ ]*{re.escape(end)}\n)", re.DOTALL | re.MULTILINE)
+
+
+def regions(text: str, path: Path) -> dict[str, str]:
+    found = {}
+    for region in REGIONS:
+        match = region_pattern(region).search(text)
+        if match is None:
+            raise TenantError(f"{path} has no `{MARKERS[region][0]}` ... `{MARKERS[region][1]}` block; restore the "
+                              "markers from the template (the generated tenant parts go between them)")
+        found[region] = match.group(2)
+    return found
+
+
+def compose_path(stack: settings.StackSettings) -> Path:
+    return stack.project_dir / "compose.yaml"
+
+
+def out_of_date(stack: settings.StackSettings) -> list[str]:
+    """The regions of compose.yaml that differ from what stack.toml gives."""
+    path = compose_path(stack)
+    current, wanted = regions(path.read_text(encoding="utf-8"), path), render(stack)
+    return [region for region in REGIONS if current[region] != wanted[region]]
+
+
+def sync(project_dir: Path) -> list[str]:
+    """Rewrite compose.yaml's tenant regions from stack.toml; the regions that changed."""
+    stack = settings.load(project_dir)
+    path, wanted = compose_path(stack), render(stack)
+    text = path.read_text(encoding="utf-8")
+    changed = [region for region in REGIONS if regions(text, path)[region] != wanted[region]]
+    for region in changed:
+        text = region_pattern(region).sub(lambda m, region=region: m.group(1) + wanted[region] + m.group(3), text)
+    if changed:
+        path.write_text(text, encoding="utf-8")
+    return changed
+
+
+# --------------------------------------------------------------------------------------------- stack.toml
+def set_toml_list(text: str, section: str, key: str, values: list[str], path: Path) -> str:
+    """Replace the one-line `key = [...]` of `[section]` (comments and everything else untouched)."""
+    header = re.search(rf"^\[{re.escape(section)}\][ \t]*$", text, re.MULTILINE)
+    if header is None:
+        raise TenantError(f"{path} has no [{section}] section")
+    following = re.search(r"^\[", text[header.end():], re.MULTILINE)
+    end = header.end() + following.start() if following else len(text)
+    body = text[header.end():end]
+    line = re.compile(rf"^{re.escape(key)}[ \t]*=[ \t]*\[[^\]\n]*\][ \t]*$", re.MULTILINE)
+    rendered = f"{key} = [{', '.join(json.dumps(value) for value in values)}]"
+    if line.search(body) is None:
+        raise TenantError(f"{path}: [{section}] {key} must be a one-line list to be changed by this command")
+    return text[:header.end()] + line.sub(lambda _: rendered, body, count=1) + text[end:]
+
+
+def write_tenants(stack: settings.StackSettings, vhosts: list[str], restricted: dict[str, list[str]]) -> None:
+    path = stack.project_dir / "stack.toml"
+    text = set_toml_list(path.read_text(encoding="utf-8"), "workers", "vhosts", vhosts, path)
+    for module, tenants in restricted.items():
+        text = set_toml_list(text, "workers.restricted_task_modules", module, tenants, path)
+    path.write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------- commands
+def identities(stack: settings.StackSettings, vhost: str) -> list[str]:
+    return [stack.topology.user_name(vhost, role) for role in stack.topology.ROLES]
+
+
+def add(project_dir: Path, vhost: str, runs: list[str]) -> list[str]:
+    """Add a tenant: stack.toml, compose.yaml, its certificates, passwords and definitions. Next steps, as lines."""
+    from tls import add_client   # the PKI tooling (cryptography) only where certificates are made
+
+    stack = settings.load(project_dir)
+    if vhost in stack.vhosts:
+        raise TenantError(f"{vhost!r} is already a tenant (stack.toml [workers] vhosts).")
+    problem = names.vhost_problem(vhost) or names.vhosts_problem([*stack.vhosts, vhost])
+    if problem:
+        raise TenantError(problem)
+    unknown = sorted(set(runs) - set(stack.restricted_task_modules))
+    if unknown:
+        raise TenantError(f"--runs {', '.join(unknown)}: not a restricted task module (stack.toml "
+                          "[workers.restricted_task_modules] lists "
+                          f"{', '.join(sorted(stack.restricted_task_modules)) or 'none'}; every other module runs "
+                          "for every tenant).")
+    pki = stack.project_dir / "pki"
+    existing = [name for name in identities(stack, vhost) if (pki / f"{name}.crt").exists()]
+    if existing:
+        raise TenantError(f"pki/ already holds a certificate for {', '.join(existing)}; revoke it first "
+                          f"(`python -m tls revoke {existing[0]}`) or choose another name.")
+    issued: list[Path] = []
+    try:
+        for identity in identities(stack, vhost):
+            issued += add_client(pki, identity)
+    except Exception:
+        for path in issued:            # all of the tenant's identities or none
+            path.unlink(missing_ok=True)
+        raise
+    restricted = {module: [*tenants, vhost] if module in runs else list(tenants)
+                  for module, tenants in stack.restricted_task_modules.items()}
+    write_tenants(stack, [*stack.vhosts, vhost], restricted)
+    sync(project_dir)
+    credentials.generate(project_dir)
+    return ["docker compose exec broker broker-boot reconcile   # the broker loads the new vhost, users and grants",
+            f"docker compose up -d --wait {stack.worker_service(vhost)}   # its worker",
+            f"docker compose run --rm {stack.producer_service(vhost)}   # a task through the new tenant"]
+
+
+def remove(project_dir: Path, vhost: str) -> list[str]:
+    """Remove a tenant: its certificates revoked, its passwords deleted, stack.toml and compose.yaml without it."""
+    from tls import revoke
+
+    stack = settings.load(project_dir)
+    if vhost not in stack.vhosts:
+        raise TenantError(f"{vhost!r} is not a tenant (stack.toml [workers] vhosts: {', '.join(stack.vhosts)}).")
+    if len(stack.vhosts) == 1:
+        raise TenantError(f"{vhost!r} is the only tenant; a stack needs at least one.")
+    pki = stack.project_dir / "pki"
+    for identity in identities(stack, vhost):
+        if (pki / f"{identity}.crt").exists():
+            revoke(pki, identity)       # its key stays useless wherever a copy went
+    restricted = {module: [tenant for tenant in tenants if tenant != vhost]
+                  for module, tenants in stack.restricted_task_modules.items()}
+    write_tenants(stack, [tenant for tenant in stack.vhosts if tenant != vhost], restricted)
+    sync(project_dir)
+    for identity in identities(stack, vhost):
+        credentials.password_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
+    credentials.generate(project_dir)
+    return [f"docker compose up -d --remove-orphans   # stops {stack.worker_service(vhost)}",
+            "docker compose exec broker broker-boot reconcile   # deletes its users, closing their connections",
+            f"# its vhost stays, with nobody allowed in; `docker compose exec broker rabbitmqctl delete_vhost {vhost}` "
+            f"deletes its messages, `docker volume rm {stack.project}_data-{vhost}` its worker's data"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.tenants", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project-dir", type=Path, default=settings.PROJECT_DIR)
+    commands = parser.add_subparsers(dest="command", required=True)
+    adding = commands.add_parser("add", help="add a tenant")
+    adding.add_argument("vhost")
+    adding.add_argument("--runs", nargs="*", default=[], metavar="MODULE",
+                        help="restricted task modules this tenant runs too (stack.toml [workers.restricted_task_modules])")
+    commands.add_parser("remove", help="remove a tenant").add_argument("vhost")
+    commands.add_parser("sync", help="rewrite compose.yaml's tenant parts from stack.toml")
+    commands.add_parser("check", help="exit 1 if compose.yaml's tenant parts differ from stack.toml")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            stale = out_of_date(settings.load(args.project_dir))
+            print(f"compose.yaml: tenant {', '.join(stale)} out of date; run `python -m tools.tenants sync`"
+                  if stale else "compose.yaml agrees with stack.toml")
+            return 1 if stale else 0
+        if args.command == "sync":
+            changed = sync(args.project_dir)
+            print(f"compose.yaml: rewrote tenant {', '.join(changed)}" if changed else "compose.yaml: up to date")
+            return 0
+        steps = add(args.project_dir, args.vhost, args.runs) if args.command == "add" else \
+            remove(args.project_dir, args.vhost)
+    except (ValueError, file_access.AccessError) as exc:   # TenantError, SettingsError, the PKI's PKIError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'added' if args.command == 'add' else 'removed'} tenant {args.vhost}: stack.toml, compose.yaml, "
+          "certificates, passwords and definitions updated. Next:")
+    print("\n".join(f"  {step}" for step in steps))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
