@@ -11,7 +11,7 @@ MISSING_SCHEMA = ("task {name!r} declares no input schema ({reason}); every task
 SCHEMA_MISMATCH = "task {name!r}: schema fields {fields} do not match the task parameters {params}"
 OVERRIDE_VARIABLE = ("refusing to start: {name} is set; Celery would use it instead of the checked TLS settings "
                      "(use TASKS_BROKER_URL)")
-UNKNOWN_TASK_MODULES = "refusing to start: {name} names {unknown}, which are not task modules (known: {known})"
+UNKNOWN_QUEUES = "refusing to start: {name} names {unknown}, which are not task queues (known: {known})"
 UNKNOWN_BACKEND = "refusing to start: TASKS_RESULT_BACKEND {value!r} is not one of 'rpc', 'none'"
 
 

@@ -59,7 +59,10 @@ class ValidatedTask(Task):
 
     schema: type[BaseModel] | None = None
     schema_problem: str | None = None
-    # Declared beside the task too: a valid call with its result, which the live tests run.
+    # Declared beside the task too: the queue it runs from (None: the ordinary one; allowlist.py, TEN-03), and a
+    # valid call with its result, which the live tests run. Not Celery's own `queue` attribute, deprecated for
+    # task_routes (config.route_to_declared_queue reads this one).
+    on_queue: str | None = None
     example: Example | None = None
 
     def __init_subclass__(cls, **kwargs):
