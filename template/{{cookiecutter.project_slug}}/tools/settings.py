@@ -38,7 +38,7 @@ class StackSettings:
     worker_gid: int
     worker_egress: str     # "none" (the broker only) or "allowed"
     vhosts: tuple[str, ...]
-    restricted_task_modules: dict[str, tuple[str, ...]]   # task module -> the only tenants that run it
+    priority_vhosts: tuple[str, ...]    # tenants whose workers also run the priority queue's tasks
 
     @cached_property
     def topology(self) -> ModuleType:
@@ -56,16 +56,9 @@ class StackSettings:
         the user name (one leaked or revoked key is one identity's, not every tenant's)."""
         return [self.topology.user_name(vhost, role) for vhost in self.vhosts for role in self.topology.ROLES]
 
-    @property
-    def task_modules(self) -> list[str]:
-        """The task modules of the package (src/<package>/tasks/<module>.py), read from the source tree."""
-        directory = self.project_dir / "src" / self.package / "tasks"
-        return sorted(path.stem for path in directory.glob("*.py") if not path.stem.startswith("_"))
-
-    def tenant_task_modules(self, vhost: str) -> list[str]:
-        """The task modules `vhost`'s worker runs: all but those restricted to other tenants."""
-        return [module for module in self.task_modules
-                if vhost in self.restricted_task_modules.get(module, (vhost,))]
+    def tenant_queues(self, vhost: str) -> list[str]:
+        """The queues whose tasks `vhost`'s worker runs (TEN-03, allowlist.py)."""
+        return [self.topology.TASK_QUEUE, *([self.topology.PRIORITY_QUEUE] if vhost in self.priority_vhosts else [])]
 
     def worker_service(self, vhost: str) -> str:
         return f"worker-{vhost}"
@@ -108,6 +101,5 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         worker_gid=int(get("workers", "gid")),
         worker_egress=get("workers", "egress"),
         vhosts=vhosts,
-        restricted_task_modules={module: tuple(tenants) for module, tenants
-                                 in raw["workers"].get("restricted_task_modules", {}).items()},
+        priority_vhosts=tuple(get("workers", "priority_vhosts")),
     )

@@ -4,10 +4,10 @@ Each tenant (vhost) has a worker service, a one-off producer service, a data vol
 password secrets of its identities. Those parts of compose.yaml sit between `# >>> tenant ...` and
 `# <<< tenant ...` markers and are written here, at bake time and after every change:
 
-    python -m tools.tenants add <vhost> [--runs MODULE ...]  # a new tenant, end to end (then restart what it says)
-    python -m tools.tenants remove <vhost>                   # its certificates revoked, its secrets deleted
-    python -m tools.tenants sync                             # compose.yaml rewritten from stack.toml
-    python -m tools.tenants check                            # exit 1 if compose.yaml and stack.toml disagree
+    python -m tools.tenants add <vhost> [--priority]  # a new tenant, end to end (then run the steps it prints)
+    python -m tools.tenants remove <vhost>            # its certificates revoked, its secrets deleted
+    python -m tools.tenants sync                      # compose.yaml rewritten from stack.toml
+    python -m tools.tenants check                     # exit 1 if compose.yaml and stack.toml disagree
 """
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
         f"{egress}"
         f"    environment:\n"
         f"      TASKS_BROKER_URL: {url('worker')}\n"
-        f"      # The task modules this tenant runs (TEN-03, allowlist.py); any other task is dead-lettered, never run.\n"
-        f"      TASKS_ALLOWED_TASK_MODULES: \"{','.join(stack.tenant_task_modules(vhost))}\"\n"
+        f"      # The queues whose tasks this tenant runs (TEN-03, allowlist.py); any other task is dead-lettered, never run.\n"
+        f"      TASKS_ALLOWED_QUEUES: \"{','.join(stack.tenant_queues(vhost))}\"\n"
         f"    tmpfs:\n      - /tmp:size=64m,uid={uid},gid={gid},mode=0700\n"
         f"    volumes:\n      - data-{vhost}:/data\n"
         f"{secrets('worker')}"
@@ -159,11 +159,10 @@ def set_toml_list(text: str, section: str, key: str, values: list[str], path: Pa
     return text[:header.end()] + line.sub(lambda _: rendered, body, count=1) + text[end:]
 
 
-def write_tenants(stack: settings.StackSettings, vhosts: list[str], restricted: dict[str, list[str]]) -> None:
+def write_tenants(stack: settings.StackSettings, vhosts: list[str], priority_vhosts: list[str]) -> None:
     path = stack.project_dir / "stack.toml"
     text = set_toml_list(path.read_text(encoding="utf-8"), "workers", "vhosts", vhosts, path)
-    for module, tenants in restricted.items():
-        text = set_toml_list(text, "workers.restricted_task_modules", module, tenants, path)
+    text = set_toml_list(text, "workers", "priority_vhosts", priority_vhosts, path)
     path.write_text(text, encoding="utf-8")
 
 
@@ -172,7 +171,7 @@ def identities(stack: settings.StackSettings, vhost: str) -> list[str]:
     return [stack.topology.user_name(vhost, role) for role in stack.topology.ROLES]
 
 
-def add(project_dir: Path, vhost: str, runs: list[str]) -> list[str]:
+def add(project_dir: Path, vhost: str, priority: bool = False) -> list[str]:
     """Add a tenant: stack.toml, compose.yaml, its certificates, passwords and definitions. Next steps, as lines."""
     from tls import add_client   # the PKI tooling (cryptography) only where certificates are made
 
@@ -182,12 +181,6 @@ def add(project_dir: Path, vhost: str, runs: list[str]) -> list[str]:
     problem = names.vhost_problem(vhost) or names.vhosts_problem([*stack.vhosts, vhost])
     if problem:
         raise TenantError(problem)
-    unknown = sorted(set(runs) - set(stack.restricted_task_modules))
-    if unknown:
-        raise TenantError(f"--runs {', '.join(unknown)}: not a restricted task module (stack.toml "
-                          "[workers.restricted_task_modules] lists "
-                          f"{', '.join(sorted(stack.restricted_task_modules)) or 'none'}; every other module runs "
-                          "for every tenant).")
     pki = stack.project_dir / "pki"
     existing = [name for name in identities(stack, vhost) if (pki / f"{name}.crt").exists()]
     if existing:
@@ -201,9 +194,7 @@ def add(project_dir: Path, vhost: str, runs: list[str]) -> list[str]:
         for path in issued:            # all of the tenant's identities or none
             path.unlink(missing_ok=True)
         raise
-    restricted = {module: [*tenants, vhost] if module in runs else list(tenants)
-                  for module, tenants in stack.restricted_task_modules.items()}
-    write_tenants(stack, [*stack.vhosts, vhost], restricted)
+    write_tenants(stack, [*stack.vhosts, vhost], [*stack.priority_vhosts, *([vhost] if priority else [])])
     sync(project_dir)
     credentials.generate(project_dir)
     return ["docker compose exec broker broker-boot reconcile   # the broker loads the new vhost, users and grants",
@@ -224,9 +215,8 @@ def remove(project_dir: Path, vhost: str) -> list[str]:
     for identity in identities(stack, vhost):
         if (pki / f"{identity}.crt").exists():
             revoke(pki, identity)       # its key stays useless wherever a copy went
-    restricted = {module: [tenant for tenant in tenants if tenant != vhost]
-                  for module, tenants in stack.restricted_task_modules.items()}
-    write_tenants(stack, [tenant for tenant in stack.vhosts if tenant != vhost], restricted)
+    write_tenants(stack, [tenant for tenant in stack.vhosts if tenant != vhost],
+                  [tenant for tenant in stack.priority_vhosts if tenant != vhost])
     sync(project_dir)
     for identity in identities(stack, vhost):
         credentials.password_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
@@ -244,8 +234,8 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     adding = commands.add_parser("add", help="add a tenant")
     adding.add_argument("vhost")
-    adding.add_argument("--runs", nargs="*", default=[], metavar="MODULE",
-                        help="restricted task modules this tenant runs too (stack.toml [workers.restricted_task_modules])")
+    adding.add_argument("--priority", action="store_true",
+                        help="its worker also runs the priority queue's tasks (payments; stack.toml priority_vhosts)")
     commands.add_parser("remove", help="remove a tenant").add_argument("vhost")
     commands.add_parser("sync", help="rewrite compose.yaml's tenant parts from stack.toml")
     commands.add_parser("check", help="exit 1 if compose.yaml's tenant parts differ from stack.toml")
@@ -260,7 +250,7 @@ def main(argv=None) -> int:
             changed = sync(args.project_dir)
             print(f"compose.yaml: rewrote tenant {', '.join(changed)}" if changed else "compose.yaml: up to date")
             return 0
-        steps = add(args.project_dir, args.vhost, args.runs) if args.command == "add" else \
+        steps = add(args.project_dir, args.vhost, args.priority) if args.command == "add" else \
             remove(args.project_dir, args.vhost)
     except (ValueError, file_access.AccessError) as exc:   # TenantError, SettingsError, the PKI's PKIError
         print(f"error: {exc}", file=sys.stderr)

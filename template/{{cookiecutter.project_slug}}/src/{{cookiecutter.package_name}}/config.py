@@ -15,12 +15,14 @@ def task_queues() -> tuple[Queue, ...]:
     return tuple(Queue(name, exchange, routing_key=name, no_declare=True) for name in topology.TASK_QUEUES)
 
 
-def task_routes() -> dict:
-    """Every module off the default queue goes where allowlist.QUEUE_TASK_MODULES says (workers refuse it anywhere
-    else); priority-queue tasks get a high priority."""
-    return {f"{allowlist.TASKS_PACKAGE}.{module}.*": {"queue": queue, "priority": topology.MAX_PRIORITY - 1}
-            for queue, modules in allowlist.QUEUE_TASK_MODULES.items() if queue != topology.TASK_QUEUE
-            for module in modules}
+def route_to_declared_queue(name, args, kwargs, options, task=None, **_):
+    """Celery router: a task goes to the queue it declares (allowlist.declared_queue; workers refuse it anywhere
+    else), a priority-queue task with a high priority. Celery hands routers the registry's task object, also
+    for `send_task` by name; a name it does not know goes to the default queue."""
+    queue = allowlist.declared_queue(task) if task is not None else None
+    if queue is None or queue == topology.TASK_QUEUE:
+        return None
+    return {"queue": queue, "priority": topology.MAX_PRIORITY - 1}
 
 
 def build_config(broker: BrokerSettings) -> dict:
@@ -68,7 +70,7 @@ def build_config(broker: BrokerSettings) -> dict:
         "task_create_missing_queues": False,                  # a typo'd queue is an error, not a new queue
         "task_queue_max_priority": topology.MAX_PRIORITY,
         "task_default_priority": 0,
-        "task_routes": task_routes(),
+        "task_routes": (route_to_declared_queue,),
         # --- attack surface: no remote control, no gossip/mingle chatter (pidbox replies can be pickled) ---
         "worker_enable_remote_control": False,
         "worker_send_task_events": False,

@@ -6,11 +6,12 @@ MISSING_SETTING = "refusing to start: environment variable {name} is not set"
 MISSING_FILE = "refusing to start: {what} file {path} does not exist or is not readable"
 EMPTY_CREDENTIAL_FILE = "refusing to start: the broker password file {path} is empty"
 UNSAFE_SERIALIZER = "refusing to use serializer {name!r}: only JSON is accepted"
-MISSING_SCHEMA = "task {name!r} declares no input schema; every task must validate its arguments"
+MISSING_SCHEMA = ("task {name!r} declares no input schema ({reason}); every task must validate its arguments: "
+                  "annotate each parameter with a bounded type")
 SCHEMA_MISMATCH = "task {name!r}: schema fields {fields} do not match the task parameters {params}"
 OVERRIDE_VARIABLE = ("refusing to start: {name} is set; Celery would use it instead of the checked TLS settings "
                      "(use TASKS_BROKER_URL)")
-UNKNOWN_TASK_MODULES = "refusing to start: {name} names {unknown}, which are not task modules (known: {known})"
+UNKNOWN_QUEUES = "refusing to start: {name} names {unknown}, which are not task queues (known: {known})"
 UNKNOWN_BACKEND = "refusing to start: TASKS_RESULT_BACKEND {value!r} is not one of 'rpc', 'none'"
 
 

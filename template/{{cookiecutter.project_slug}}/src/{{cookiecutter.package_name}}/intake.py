@@ -11,7 +11,7 @@ Celery's own consumer has three gaps with hostile input (all reproduced by tests
   inflates to ~1 GiB and the worker is OOM-killed (again and again, on every redelivery);
 * the headers themselves are trusted (ETA, time limits, reply_to, embedded callbacks, built-in task names):
   header_policy.py says what they may be, and a message that breaks it is refused here;
-* any task name is run from any queue: allowlist.py says which tasks this tenant and each queue run.
+* any task name is run from any queue: allowlist.py says which queues this tenant runs, and each task's own.
 
 The consumer below rejects every such message without requeue, so the queue's dead-letter exchange keeps it,
 and writes one log line per message naming its message id, task id and the reason. Decompression is
@@ -77,7 +77,7 @@ class DeadLetteringConsumer(Consumer):
     def __init__(self, *args, **kwargs):
         disable_decompression()
         # Read before any message is taken: a worker without its tenant's allow-list refuses to start.
-        self.tenant_task_modules = allowlist.tenant_modules_from_env()
+        self.tenant_queues = allowlist.tenant_queues_from_env()
         super().__init__(*args, **kwargs)
 
     @staticmethod
@@ -132,7 +132,7 @@ class DeadLetteringConsumer(Consumer):
                         return self.dead_letter(message, "header-policy", ValueError(broken))
                     name = message.headers["task"]
                     if name in self.app.tasks:   # unknown names: Celery's handler reports them (on_unknown_task)
-                        refused = allowlist.refusal(name, queue_of(message), self.tenant_task_modules)
+                        refused = allowlist.refusal(self.app.tasks[name], queue_of(message), self.tenant_queues)
                         if refused is not None:
                             return self.dead_letter(message, "not-allowed", PermissionError(refused))
                 return handle(message)

@@ -6,7 +6,9 @@ from celery import Celery, Task, bootsteps
 from pydantic import BaseModel, ValidationError
 
 from . import errors
+from .examples import Example
 from .serialization import require_json
+from .signature_schema import SchemaUnavailable, schema_from_signature
 
 MAX_ERROR_CHARS = 500
 # Where Celery defines its built-in tasks. Told apart by where they come from, not by a `celery.` name, which
@@ -49,9 +51,32 @@ def validate_arguments(task_name: str, schema: type[BaseModel], args: Sequence[A
 
 
 class ValidatedTask(Task):
-    """Base class of every task in the app: `schema` is mandatory and enforced on both sides of the queue."""
+    """Base class of every task in the app: `schema` is mandatory and enforced on both sides of the queue.
+
+    `@app.task` makes a subclass per task; the schema is built then, once, from the task's typed signature
+    (signature_schema.py), unless given as `@app.task(schema=Model)`. A signature that gives none leaves `schema`
+    None and the reason in `schema_problem`: the worker then refuses to start (RequireSchemas)."""
 
     schema: type[BaseModel] | None = None
+    schema_problem: str | None = None
+    # Declared beside the task too: the queue it runs from (None: the ordinary one; allowlist.py, TEN-03), and a
+    # valid call with its result, which the live tests run. Not Celery's own `queue` attribute, deprecated for
+    # task_routes (config.route_to_declared_queue reads this one).
+    on_queue: str | None = None
+    example: Example | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is None or "schema" in cls.__dict__:
+            return                            # the app's own Task subclass, or a schema given explicitly
+        # Celery stores the task function as a staticmethod, or as a plain method when bind=True (first parameter
+        # the task itself); a class-based task's run is a method too.
+        bound = not isinstance(run, staticmethod)
+        try:
+            cls.schema = schema_from_signature(run.__func__ if not bound else run, bound=bound)
+        except SchemaUnavailable as exc:
+            cls.schema_problem = str(exc)
 
     def __call__(self, *args, **kwargs):
         # Worker side: the control that matters, since anyone with publish rights can craft a message.
@@ -74,7 +99,8 @@ def require_schemas(app: Celery) -> None:
             continue  # Celery's own built-ins (chord_unlock, ...): no producer may invoke them (header_policy.py)
         schema = getattr(task, "schema", None)
         if not isinstance(task, ValidatedTask) or schema is None:
-            raise errors.ImproperlyConfigured(errors.MISSING_SCHEMA.format(name=name))
+            reason = getattr(task, "schema_problem", None) or "not a ValidatedTask, or no signature to build it from"
+            raise errors.ImproperlyConfigured(errors.MISSING_SCHEMA.format(name=name, reason=reason))
         params = [p for p in inspect.signature(task.run).parameters if p not in ("self",)]
         fields = list(schema.model_fields)
         if params != fields:

@@ -1,6 +1,6 @@
 """Tenants cannot exhaust what others need: every queue a client may create is bounded by the broker, and each
 user's connections and channels are capped inside its vhost's (TEN-01, TEN-02). Nor can they run what is not
-theirs: each worker runs only its tenant's task modules, each from its own queue (TEN-03)."""
+theirs: each worker runs only the tasks of its tenant's queues, each from its own queue (TEN-03)."""
 import uuid
 from contextlib import ExitStack
 
@@ -107,12 +107,12 @@ def test_a_user_cannot_open_channels_without_end(stack, vhosts, record_property)
 
 
 PACKAGE = "{{ cookiecutter.package_name }}"
-# A valid call of one task per module kind: the arguments pass validation, so only the allow-list can refuse them.
+# A valid call of one task per queue: the arguments pass validation, so only the allow-list can refuse them.
 PAYMENT = (f"{PACKAGE}.tasks.payments.record_payment", {"payment_id": "ten-03", "amount_cents": 1, "currency": "EUR"})
 ADDITION = (f"{PACKAGE}.tasks.arithmetic.add", {"x": 1, "y": 2})
 
 
-def tenant_modules(stack, vhost: str) -> set[str]:
+def tenant_queues(stack, vhost: str) -> set[str]:
     """The vhost worker's allow-list, as the shipped compose.yaml gives it."""
     service = stack.project.config()["services"][stack.stack.worker_service(vhost)]
     return set(service["environment"][allowlist.ENVIRONMENT_VARIABLE].split(","))
@@ -120,7 +120,7 @@ def tenant_modules(stack, vhost: str) -> set[str]:
 
 def allow_list_cases(stack, vhosts) -> list[tuple[str, str, tuple, str | None]]:
     """(vhost, queue, task, refusal expected in the log or None for "runs") for every kind of placement."""
-    payers = [v for v in vhosts if "payments" in tenant_modules(stack, v)]
+    payers = [v for v in vhosts if topology.PRIORITY_QUEUE in tenant_queues(stack, v)]
     others = [v for v in vhosts if v not in payers]
     cases = [(vhosts[0], topology.PRIORITY_QUEUE, ADDITION, "is not allowed on queue 'priority'"),   # line-jumping
              (vhosts[0], topology.TASK_QUEUE, ADDITION, None)]

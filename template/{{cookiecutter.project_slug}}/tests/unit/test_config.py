@@ -40,9 +40,11 @@ def test_production_practices():
     assert all(queue.no_declare for queue in conf.task_queues)
 
 
-def test_payments_are_routed_to_the_priority_queue():
-    route = app.amqp.router.route({}, "{{ cookiecutter.package_name }}.tasks.payments.record_payment")
-    assert route["queue"].name == "priority"
+def test_payments_are_routed_to_the_priority_queue_with_a_high_priority():
+    payment = app.tasks["{{ cookiecutter.package_name }}.tasks.payments.record_payment"]
+    route = app.amqp.router.route({}, payment.name, task_type=payment)
+    assert route["queue"].name == "priority" and route["priority"] == 9
+    assert app.amqp.router.route({}, add.name, task_type=add)["queue"].name == "tasks"
 
 
 {% if cookiecutter.result_backend == "rpc" -%}

@@ -50,14 +50,14 @@ def test_a_hand_edit_inside_the_generated_block_is_reported(copy):
 
 def test_add_then_remove_a_tenant_in_one_command_each(copy):
     before = snapshot(copy)
-    assert tenants.main(["--project-dir", str(copy), "add", "support", "--runs", "payments"]) == 0
+    assert tenants.main(["--project-dir", str(copy), "add", "support", "--priority"]) == 0
     stack = settings.load(copy)
     assert stack.vhosts[-1] == "support" and tenants.out_of_date(stack) == []
-    assert "support" in stack.restricted_task_modules["payments"]
-    assert "payments" in stack.tenant_task_modules("support")
+    assert "support" in stack.priority_vhosts and stack.tenant_queues("support") == ["tasks", "priority"]
     compose = yaml.safe_load((copy / "compose.yaml").read_text())
     worker = compose["services"]["worker-support"]
     assert worker["environment"]["TASKS_BROKER_URL"].startswith("amqps://support-worker@")
+    assert worker["environment"]["TASKS_ALLOWED_QUEUES"] == "tasks,priority"
     assert "data-support" in compose["volumes"]
     for identity in ("support-worker", "support-producer", "support-auditor"):
         assert (copy / "pki" / f"{identity}.crt").exists() and (copy / "pki" / f"{identity}.key").exists()
@@ -77,7 +77,7 @@ def test_add_then_remove_a_tenant_in_one_command_each(copy):
 @pytest.mark.parametrize("arguments, message", [
     (["add", "Support"], "vhost 'Support' must be 2-24 characters"),
     (["add", "FIRST"], "is already a tenant"),
-    (["add", "support", "--runs", "accounts"], "--runs accounts: not a restricted task module"),
+    (["add", "x"], "vhost 'x' must be 2-24 characters"),
     (["remove", "nobody"], "'nobody' is not a tenant"),
 ])
 def test_bad_input_is_refused_with_a_reason_and_changes_nothing(copy, capsys, arguments, message):

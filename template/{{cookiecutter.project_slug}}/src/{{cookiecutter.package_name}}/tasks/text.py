@@ -1,13 +1,14 @@
 """Two steps meant to be chained: the output of the first is the input of the second."""
 from ..celery_app import app
-from ..schemas import CountWordsArguments, NormalizeTextArguments
+from ..examples import Example
+from ..schemas import Text
 
 
-@app.task(schema=NormalizeTextArguments)
-def normalize_text(text: str) -> str:
+@app.task(example=Example({"text": "  Hello   World "}, returns="hello world"))
+def normalize_text(text: Text) -> str:
     return " ".join(text.lower().split())
 
 
-@app.task(schema=CountWordsArguments)
-def count_words(text: str) -> int:
+@app.task(example=Example({"text": "a b c"}, returns=3))
+def count_words(text: Text) -> int:
     return len(text.split())
