@@ -97,6 +97,15 @@ def test_bandit_reports_nothing(baked):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_and_mypy_report_nothing(baked):
+    """The baked project's own lint and type-check configuration (pyproject.toml), on every variant: zero findings,
+    so that a finding in a user's change stands out and every `noqa` still suppresses something (RUF100)."""
+    project, _, _ = baked
+    for command in (("ruff", "check", "--no-cache", "."), ("mypy", "--cache-dir", "/dev/null")):
+        result = run_in(project, *command, timeout=600)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+
+
 def test_stack_toml_matches_the_answers(baked):
     project, answers, _ = baked
     stack = tomllib.loads((project / "stack.toml").read_text())

@@ -91,7 +91,7 @@ def _inspect(pki_dir: Path, warn_days: int) -> int:
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     problems = [r for r in rows if r["status"] != "OK" or r["chain"] != "valid"]
     for r in problems:
         if r["chain"] != "valid":
@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"archived old {args.name} pair in {result.archive_dir}")
         _print_written(result.written)
     elif args.command == "revoke":
-        result = revoke(args.dir, args.name)
-        print(f"revoked {args.name}; its pair is archived in {result.archive_dir}")
-        _print_written([result.crl])
+        revoked = revoke(args.dir, args.name)
+        print(f"revoked {args.name}; its pair is archived in {revoked.archive_dir}")
+        _print_written([revoked.crl])
     elif args.command == "crl":
         _print_written([rebuild_crl(args.dir)])
     elif args.command == "inspect":

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -105,6 +107,18 @@ def _key_usage(*, digital_signature: bool = False, key_cert_sign: bool = False, 
     )
 
 
+def _public_key_der(key) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def ca_public_key(ca_cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    """The CA's public key; the project's CA is ECDSA, so anything else is a CA this tooling did not make."""
+    key = ca_cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise PKIError(f"The CA certificate {_common_name(ca_cert.subject)!r} does not hold an ECDSA key.")
+    return key
+
+
 def _check_ca(ca_key: object, ca_cert: object) -> None:
     if not isinstance(ca_cert, x509.Certificate) or not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise PKIError("The CA must be given as an ECDSA private key and its x509 certificate.")
@@ -115,7 +129,7 @@ def _check_ca(ca_key: object, ca_cert: object) -> None:
         is_ca = can_sign = False
     if not (is_ca and can_sign):
         raise PKIError(f"Certificate {_common_name(ca_cert.subject)!r} is not a CA and cannot sign certificates.")
-    if ca_key.public_key().public_numbers() != ca_cert.public_key().public_numbers():
+    if _public_key_der(ca_key.public_key()) != _public_key_der(ca_cert.public_key()):
         raise PKIError("The CA private key does not match the CA certificate.")
 
 
@@ -212,7 +226,10 @@ def _common_name(name: x509.Name) -> str:
     return str(attrs[0].value) if attrs else ""
 
 
-def _extension(cert: x509.Certificate, cls: type) -> object | None:
+Extension = TypeVar("Extension", bound=x509.ExtensionType)
+
+
+def _extension(cert: x509.Certificate, cls: type[Extension]) -> Extension | None:
     try:
         return cert.extensions.get_extension_for_class(cls).value
     except x509.ExtensionNotFound:

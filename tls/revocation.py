@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .certificates import CLOCK_SKEW
+from .certificates import CLOCK_SKEW, ca_public_key
 from .errors import PKIError
 
 CRL_DIR = "crl"
@@ -91,7 +91,7 @@ def load_crl(pki_dir: Path, ca_cert: x509.Certificate) -> x509.CertificateRevoca
 
 def _signed_by(crl: x509.CertificateRevocationList, ca_cert: x509.Certificate) -> bool:
     try:
-        return crl.is_signature_valid(ca_cert.public_key())
+        return crl.is_signature_valid(ca_public_key(ca_cert))
     except (InvalidSignature, TypeError):
         return False
 
@@ -113,7 +113,7 @@ def build_crl(
         .next_update(ca_cert.not_valid_after_utc)
         .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public_key(ca_cert)), critical=False
         )
     )
     for entry in revoked:

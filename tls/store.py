@@ -103,10 +103,10 @@ def write_atomic(
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    if chown_denied:
+    if chown_denied and owner is not None:
         command = _chown_command(path, owner)
         if pending_chowns is None:
-            _raise_pending_chowns([command])
+            raise ChownRequired([command])
         pending_chowns.append(command)
     return path
 
@@ -390,7 +390,7 @@ def check_crl(pki_dir: Path) -> tuple[bool, str]:
     if crl is None:
         return False, (f"crl: {crl_path(pki_dir, ca_cert)} is missing; the broker refuses every client until "
                        "`python -m tls crl` writes it.")
-    if crl.next_update_utc <= datetime.now(timezone.utc):
+    if crl.next_update_utc is None or crl.next_update_utc <= datetime.now(timezone.utc):
         return False, (f"crl: {crl_path(pki_dir, ca_cert)} lapsed on {crl.next_update_utc:%Y-%m-%d}; "
                        "run `python -m tls crl`.")
     return True, f"crl: {crl_path(pki_dir, ca_cert)}, {len(crl)} revoked, valid until {crl.next_update_utc:%Y-%m-%d}"

@@ -98,7 +98,7 @@ def bind(schema: dict, args: list, kwargs: dict) -> dict[str, Any] | None:
     names = fields(schema)
     if len(args) > len(names) or any(key in names[:len(args)] for key in kwargs):
         return None
-    return {**dict(zip(names, args)), **kwargs}
+    return {**dict(zip(names, args, strict=False)), **kwargs}
 
 
 def accepts(schema: dict, args: list, kwargs: dict) -> bool:

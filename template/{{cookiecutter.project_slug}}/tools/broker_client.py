@@ -130,7 +130,7 @@ def publish(channel, queue: str, body: bytes, headers: dict | None, *, content_t
 def drain_dead_letters(connection, queue: str = "dead-letters") -> list[tuple[pika.BasicProperties, bytes]]:
     """Take every message from the dead-letter queue (as the auditor): properties carry x-death reasons."""
     channel = connection.channel()
-    messages = []
+    messages: list[tuple[pika.BasicProperties, bytes]] = []
     while True:
         method, properties, body = channel.basic_get(queue, auto_ack=True)
         if method is None:

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tools import file_access, settings
@@ -61,14 +62,14 @@ def ensure_passwords(secrets_dir: Path, vhosts, topology) -> dict[str, str]:
     return passwords
 
 
-def build_definitions(vhosts: list[str], passwords: dict[str, str], topology,
+def build_definitions(vhosts: Sequence[str], passwords: dict[str, str], topology,
                       overrides: dict[str, dict] | None = None) -> dict:
     """Vhosts, users, least-privilege permissions, limits and the queue topology of every vhost.
 
     `overrides` is for test stacks only ({vhost: {"queue_max_length": n, "max_connections": n}}): it lets a
     dedicated test vhost have small limits so floods are cheap to stage; `generate` never passes it.
     """
-    definitions = {"users": [], "vhosts": [], "permissions": [], "topic_permissions": [], "parameters": [], "policies": [],
+    definitions: dict[str, list] = {"users": [], "vhosts": [], "permissions": [], "topic_permissions": [], "parameters": [], "policies": [],
                    "queues": [], "exchanges": [], "bindings": []}
     for vhost in vhosts:
         limits = (overrides or {}).get(vhost, {})

@@ -30,7 +30,7 @@ def step(name: str) -> Iterator[None]:
     except StepError:
         say(f"<== {name}: FAILED after {time.monotonic() - started:.1f}s")
         raise
-    except Exception as exc:  # noqa: BLE001 - re-raised with the step's name
+    except Exception as exc:  # re-raised with the step's name
         say(f"<== {name}: FAILED after {time.monotonic() - started:.1f}s")
         raise StepError(name, f"{type(exc).__name__}: {exc}") from exc
     say(f"<== {name}: done in {time.monotonic() - started:.1f}s")

@@ -46,6 +46,8 @@ class StackSettings:
         and it imports nothing, so host tools read it without Celery."""
         path = self.project_dir / "src" / self.package / "topology.py"
         spec = importlib.util.spec_from_file_location(f"{self.package}_topology", path)
+        if spec is None or spec.loader is None:
+            raise SettingsError(f"{path} cannot be loaded; is [project] package in stack.toml right?")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

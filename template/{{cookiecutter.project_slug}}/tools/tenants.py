@@ -137,7 +137,10 @@ def sync(project_dir: Path) -> list[str]:
     text = path.read_text(encoding="utf-8")
     changed = [region for region in REGIONS if regions(text, path)[region] != wanted[region]]
     for region in changed:
-        text = region_pattern(region).sub(lambda m, region=region: m.group(1) + wanted[region] + m.group(3), text)
+        block = region_pattern(region).search(text)
+        if block is None:                 # regions() above found every one: not reached
+            raise TenantError(f"{path}: the tenant {region} block vanished while being rewritten")
+        text = text[:block.start(2)] + wanted[region] + text[block.end(2):]
     if changed:
         path.write_text(text, encoding="utf-8")
     return changed

@@ -42,7 +42,7 @@ def schema_from_signature(function: Callable, bound: bool = False) -> type[TaskA
         hints = typing.get_type_hints(function, include_extras=True)
     except Exception as exc:  # noqa: BLE001 - an annotation that does not resolve (a typo'd name, say)
         raise SchemaUnavailable(f"its annotations do not resolve ({type(exc).__name__}: {str(exc)[:100]})") from None
-    fields = {}
+    fields: dict[str, Any] = {}
     for parameter in parameters:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
             # validate_arguments hands the body named values; *args/**kwargs would take anything.

@@ -16,6 +16,7 @@ turn of the event loop, if the TLS socket holds decrypted bytes, run the loop's 
 """
 import logging
 import ssl
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ def tls_socket(connection) -> ssl.SSLSocket | None:
 
 class DrainsTLSBuffer:
     """Mixin for Celery's worker Consumer: reads decrypted-but-unread TLS bytes the event loop cannot see."""
+
+    connection: object     # the Consumer's kombu connection and event loop (Celery sets both)
+    hub: Any
 
     def register_with_event_loop(self, hub):
         super().register_with_event_loop(hub)

@@ -37,7 +37,7 @@ def validate_arguments(task_name: str, schema: type[BaseModel], args: Sequence[A
         raise errors.InvalidTaskArguments(
             f"invalid arguments for task {task_name!r}: (arguments): takes at most {len(fields)} "
             f"positional arguments, got {len(args)}")
-    values = dict(zip(fields, args))
+    values = dict(zip(fields, args, strict=False))     # fewer positionals than fields: the rest by name
     for name in kwargs:
         if name in values:
             raise errors.InvalidTaskArguments(

@@ -128,7 +128,7 @@ def test_the_brokers_memory_alarm_fires_inside_its_container_limit(model, stack,
     """A relative watermark is taken of the host's memory, not the container's: it must be absolute, and below
     the container's limit, or the OOM killer stops the broker (every tenant) before any publisher is blocked."""
     watermark = broker_setting(stack, "vm_memory_high_watermark.absolute")
-    number, unit = int(watermark.rstrip("MiBGiB")), watermark.lstrip("0123456789")
+    number, unit = int(watermark.rstrip("GMiB")), watermark.lstrip("0123456789")     # e.g. 768MiB
     watermark_bytes = number * {"MiB": 2**20, "GiB": 2**30}[unit]
     limit = int(model["services"]["broker"].get("mem_limit") or 0)
     record_property("evidence", f"memory alarm at {watermark} of a {limit // 2**20} MiB container" if limit else

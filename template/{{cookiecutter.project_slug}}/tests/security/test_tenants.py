@@ -146,15 +146,16 @@ def check_outcomes(stack, sent, auditors) -> list[str]:
     for vhost, queue, task, refusal, task_id, message_id in sent:
         worker = stack.workers[vhost]
         if refusal is None:
-            wait_until(lambda: f"[{task_id}] succeeded" in logs(worker), timeout=60, what=f"{task} from {queue} run")
+            wait_until(lambda task_id=task_id, worker=worker: f"[{task_id}] succeeded" in logs(worker), timeout=60,
+                       what=f"{task} from {queue} run")
             evidence.append(f"{vhost}/{queue}/{task}: ran")
             continue
-        line = wait_until(lambda: next((line for line in logs(worker).splitlines()
-                                        if f"message_id='{message_id}'" in line), None),
+        line = wait_until(lambda worker=worker, message_id=message_id: next(
+                              (line for line in logs(worker).splitlines() if f"message_id='{message_id}'" in line), None),
                           timeout=60, what=f"{task} from {queue} refused")
         assert "reason=not-allowed" in line and refusal in line, line
         assert f"[{task_id}] received" not in logs(worker), f"{task} from {queue} reached Celery"
-        wait_until(lambda: dead_lettered(vhost, message_id), timeout=30, what=f"{message_id} in the dead-letter queue")
+        wait_until(lambda vhost=vhost, message_id=message_id: dead_lettered(vhost, message_id), timeout=30, what=f"{message_id} in the dead-letter queue")
         assert letters[message_id] == ["rejected"], letters
         evidence.append(f"{vhost}/{queue}/{task}: dead-lettered ({refusal})")
     return evidence

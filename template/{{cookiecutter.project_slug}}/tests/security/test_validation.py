@@ -98,7 +98,7 @@ def test_invalid_arguments_are_refused_before_the_body_and_not_retried(stack, vh
         # failure's log line comes after every earlier delivery's line in the same log, so once it is there the
         # count is final.
         failed = f"[{result.id}] raised unexpected: InvalidTaskArguments"
-        wait_until(lambda: failed in logs(worker), timeout=30, what=f"the worker's failure line for {result.id}")
+        wait_until(lambda failed=failed: failed in logs(worker), timeout=30, what=f"the worker's failure line for {result.id}")
         log = logs(worker)
         assert log.count(f"[{result.id}] received") == 1, f"{result.id} was delivered more than once"
         assert f"[{result.id}] retry" not in log
