@@ -68,7 +68,7 @@ COMPOSE_EDITS = {
                                           r"source: {{ cookiecutter.vhosts.split(',')[0] }}_worker_\1")]),
 }
 
-# Line swaps in the broker's configuration files: {weakening: {file in broker/: {line: replacement}}}.
+# Line swaps in the broker's files (its configuration, and its entry point boot.sh): {weakening: {file in broker/: {line: replacement}}}.
 CONFIG_SWAPS = {
     "plaintext": {"rabbitmq.conf": {"listeners.tcp = none": "listeners.tcp.default = 5672"}},
     # Defence in depth would still keep guest on loopback; the weakened stack lifts that too.
@@ -87,27 +87,14 @@ CONFIG_SWAPS = {
                                           "{supported_groups, [x25519, secp256r1, secp384r1]},": ""}},
     # "Revocation is for the web": the CRL no longer consulted, so a revoked certificate works until it expires.
     "nocrlcheck": {"advanced.config": {"{crl_check, peer},": "{crl_check, false},"}},
+    # "RabbitMQ already imports the definitions at boot": the shipped entry point (broker/boot.sh) with its removal of
+    # what the definitions no longer list switched off, so only the stock, additive import remains.
+    "additivedefinitions": {"boot.sh": {"remove_stale() {": "remove_stale() { changes=0; }\nremove_stale_shipped() {"}},
     # Password-only clients: the broker neither asks for nor checks a client certificate.
     "nopeercert": {"advanced.config": {"{verify, verify_peer},": "{verify, verify_none},",
                                        "{fail_if_no_peer_cert, true},": "{fail_if_no_peer_cert, false},"}},
 }
 
-# "RabbitMQ already imports the definitions at boot": its stock, additive import and nothing removed.
-ADDITIVE_BOOT = """#!/bin/sh
-set -eu
-if [ "${1:-}" = reconcile ]; then
-    rabbitmqctl -q import_definitions /run/secrets/definitions.json
-    echo "broker-boot: definitions reconciled (weakened: imported, nothing removed)"
-    exit 0
-fi
-rabbitmq-server &
-server=$!
-trap 'kill -TERM "$server"; wait "$server"; exit $?' TERM INT
-until rabbitmqctl -q await_startup >/dev/null 2>&1; do sleep 1; done
-touch /tmp/definitions-reconciled
-echo "broker-boot: definitions reconciled (weakened: nothing removed)"
-wait "$server"
-"""
 
 # sitecustomize.py bodies for the worker containers (%-formatted: this file is itself a template, so no double
 # braces here).
@@ -162,11 +149,10 @@ class Weakening:
         services: dict = {}
         override: dict = {"services": services}
         for name, swaps in CONFIG_SWAPS.get(self.name, {}).items():
-            config = self.scratch.write(name, broker_config_swapped(self.stack.project_dir, swaps, name), mode=0o644)
-            services.setdefault("broker", {"volumes": []})["volumes"].append(f"{config}:/etc/rabbitmq/{name}:ro")
-        if self.name == "additivedefinitions":
-            boot = self.scratch.write("broker-boot", ADDITIVE_BOOT, mode=0o755)
-            services.setdefault("broker", {"volumes": []})["volumes"].append(f"{boot}:/usr/local/bin/broker-boot:ro")
+            # broker/boot.sh is the image's entry point (and healthcheck); the rest are RabbitMQ's configuration.
+            target, mode = ("/usr/local/bin/broker-boot", 0o755) if name == "boot.sh" else (f"/etc/rabbitmq/{name}", 0o644)
+            config = self.scratch.write(name, broker_config_swapped(self.stack.project_dir, swaps, name), mode=mode)
+            services.setdefault("broker", {"volumes": []})["volumes"].append(f"{config}:{target}:ro")
         definitions = self.definitions()
         if definitions is not None:
             override["secrets"] = {"definitions": {"file": str(self.scratch.write("definitions.json",
