@@ -32,6 +32,10 @@ from tools.broker_client import Endpoint
 PACKAGE = "{{ cookiecutter.package_name }}"
 ADD = f"{PACKAGE}.tasks.arithmetic.add"
 RECORD_PAYMENT = f"{PACKAGE}.tasks.payments.record_payment"
+# A private app (celery_client below) has none of the project's tasks registered, so Celery's router cannot read the
+# queue a task declares (config.route_to_declared_queue): a payment sent by name says where it goes, as any producer
+# sending by name without the tasks package must (the worker dead-letters it from any other queue).
+PAYMENT_ROUTE = {"queue": "priority", "priority": 9}
 ACTIVATE_ACCOUNT = f"{PACKAGE}.tasks.accounts.activate_account"
 OVERRIDE_FILE = Path(__file__).with_name("rig.compose.yaml")
 

@@ -14,7 +14,7 @@ from pika.exceptions import ProbableAccessDeniedError, ProbableAuthenticationErr
 
 from tests.harness.readiness import logs, wait_until
 from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
-from tests.resilience.harness import ACTIVATE_ACCOUNT, RECORD_PAYMENT, celery_client, count, queue_depth, shared_data_dir
+from tests.resilience.harness import ACTIVATE_ACCOUNT, PAYMENT_ROUTE, RECORD_PAYMENT, celery_client, count, queue_depth, shared_data_dir
 
 VHOST = "restart"
 OTHER_VHOST = "flood"                   # another test tenant, for a leftover cross-tenant grant
@@ -27,7 +27,7 @@ def publish_tasks(rig, first_id: int, count: int) -> int:
     try:
         for number in range(first_id, first_id + count, 2):
             client.send_task(ACTIVATE_ACCOUNT, (number,), ignore_result=True)     # raises unless confirmed
-            client.send_task(RECORD_PAYMENT, (f"pay-{number}", 100, "EUR"), ignore_result=True)
+            client.send_task(RECORD_PAYMENT, (f"pay-{number}", 100, "EUR"), ignore_result=True, **PAYMENT_ROUTE)
         return count
     finally:
         client.close()

@@ -10,7 +10,7 @@ import time
 import pytest
 from celery.result import ResultSet
 
-from tests.resilience.harness import RECORD_PAYMENT, celery_client, queue_depth, rows, shared_data_dir
+from tests.resilience.harness import PAYMENT_ROUTE, RECORD_PAYMENT, celery_client, queue_depth, rows, shared_data_dir
 
 VHOST = "load"
 TASKS = int(os.environ.get("LOAD_TASKS", "10000"))
@@ -26,7 +26,7 @@ def test_ten_thousand_tasks_through_two_workers_none_lost_none_duplicated(rig, w
     client = celery_client(rig, VHOST)
     try:
         started = time.monotonic()
-        results = [client.send_task(RECORD_PAYMENT, (f"load-{number}", 100, "EUR")) for number in range(TASKS)]
+        results = [client.send_task(RECORD_PAYMENT, (f"load-{number}", 100, "EUR"), **PAYMENT_ROUTE) for number in range(TASKS)]
         published = time.monotonic() - started
         values = ResultSet(results).join_native(timeout=600, propagate=True)
         elapsed = time.monotonic() - started
