@@ -22,11 +22,12 @@ class PlainBroker:
     """Duck-types the project's BrokerSettings for build_config(): a plaintext URL, no TLS options."""
 
     result_backend = "rpc"
+    login_method = "AMQPLAIN"        # the baselines log in with a password, over plaintext AMQP
 
     def __init__(self, url: str):
         self.url = url
 
-    def url_with_password(self) -> str:
+    def connection_url(self) -> str:
         return self.url
 
     def ssl_options(self) -> None:

@@ -16,6 +16,7 @@ VARIANTS = {
     "one-vhost": {"vhosts": "solo"},
     "three-vhosts": {"vhosts": "alpha,beta-2,gamma"},
     "management-https": {"management_ui": "https"},
+    "password-login": {"broker_login": "password"},
     "no-results": {"result_backend": "none"},
     "egress-allowed": {"worker_egress": "allowed"},
     "unusual-names": {"project_name": "Zürich Payments Ops", "project_slug": "zh-pay-2",
@@ -64,7 +65,9 @@ def test_keys_and_passwords_are_private_but_readable_by_their_container_user(bak
     for vhost in vhosts:
         # One key per identity, readable by the one container that is that identity (auditors are people).
         for role, reader in (("worker", {uid}), ("producer", {uid}), ("auditor", set())):
-            readers |= {f"secrets/{vhost}-{role}.password": reader, f"pki/{vhost}-{role}.key": reader}
+            readers |= {f"pki/{vhost}-{role}.key": reader}
+            if answers.get("broker_login") == "password":       # certificate login (the default) has no passwords
+                readers |= {f"secrets/{vhost}-{role}.password": reader}
     found = {str(p.relative_to(project)) for p in [*(project / "pki").glob("*.key"), *(project / "secrets").iterdir()]}
     assert found == set(readers)
     for name, expected in readers.items():
@@ -111,6 +114,7 @@ def test_stack_toml_matches_the_answers(baked):
     stack = tomllib.loads((project / "stack.toml").read_text())
     assert stack["workers"]["vhosts"] == answers.get("vhosts", "billing,analytics").split(",")
     assert stack["broker"]["management"] == answers.get("management_ui", "off")
+    assert stack["broker"]["login"] == answers.get("broker_login", "certificate")
 
 
 def test_baked_unit_and_static_tests_pass(baked):

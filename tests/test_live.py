@@ -1,4 +1,5 @@
 """End to end on real containers: bake the defaults, run the baked project's live security suite and demo."""
+import json
 import sys
 
 import pytest
@@ -40,15 +41,22 @@ def test_compose_demo_runs_a_task_and_refuses_attacks(baked_defaults):
     assert "canary /tmp/pwned in the worker: absent" in output
 
 
-def test_management_and_egress_variant_passes_its_security_suite(tmp_path_factory):
-    # Both non-default options in one live run (each changes what the suite checks: port 15671 HTTPS only,
-    # workers with a route out). Same slug as the defaults on purpose: the offline stand-in images are reused.
-    project = bake(tmp_path_factory.mktemp("live-variant"), management_ui="https", worker_egress="allowed")
+def test_password_management_and_egress_variant_passes_its_security_suite(tmp_path_factory):
+    # The non-default options in one live run (each changes what the suite checks: password login, port 15671 HTTPS
+    # only, workers with a route out). Same slug as the defaults on purpose: the offline stand-in images are reused.
+    project = bake(tmp_path_factory.mktemp("live-variant"), broker_login="password", management_ui="https",
+                   worker_egress="allowed")
     result = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/security",
                     timeout=1500)
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
+    # Password login leaves one control a documented gap, shown as such: a certificate may carry another identity's
+    # password (the attack is tried, and works, as the README says). Every other control passes.
+    report = json.loads((project / "reports" / "compliance.json").read_text())
+    statuses = {control["id"]: control["status"] for control in report["controls"]}
+    assert statuses.pop("CRED-07") == "gap (documented)"
+    assert set(statuses.values()) == {"pass"}, statuses
 
 
 def test_a_tenant_added_in_one_command_runs_tasks_without_a_broker_restart(tmp_path_factory):

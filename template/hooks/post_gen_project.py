@@ -60,7 +60,9 @@ def make_credentials():
 
 
 def print_next_steps():
-    print(f"\nBaked {PROJECT.name}: PKI in pki/, per-vhost passwords and broker definitions in secrets/ "
+    credentials = ("per-vhost passwords and broker definitions" if {{ cookiecutter.broker_login | tojson }} == "password"
+                   else "broker definitions (certificate login: no passwords)")
+    print(f"\nBaked {PROJECT.name}: PKI in pki/, {credentials} in secrets/ "
           "(0600, git-ignored; each container user may read only its own).\nNext: cd " + PROJECT.name
           + " && python -m tools.stack demo")
 

@@ -22,6 +22,21 @@ PICKLE_PAYLOAD = (b"((cposix\nsystem\n(S'touch " + PICKLE_CANARY_PATH.encode()
 LOGIN = "the identity logging in"     # Endpoint.parameters' default certificate
 
 
+class PasswordOfferedAnyway(pika.PlainCredentials):
+    """SASL PLAIN even when the broker does not offer it: pika would give up on its own, before the broker could
+    refuse, so a test that a password login is refused (certificate login) needs a client that tries."""
+
+    def response_for(self, start):
+        return self.TYPE, b"\0" + self.username.encode("utf-8") + b"\0" + self.password.encode("utf-8")
+
+
+class CertificateOfferedAnyway(pika.credentials.ExternalCredentials):
+    """SASL EXTERNAL even when the broker does not offer it (password login), for the same reason."""
+
+    def response_for(self, start):
+        return self.TYPE, b""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where the host reaches the broker (loopback, the name its certificate carries) and with which secrets."""
@@ -50,23 +65,39 @@ class Endpoint:
         return context
 
     def password_file(self, vhost: str, role: str) -> Path:
-        directory = self.secrets_dir or self.project_dir / "secrets"
-        return directory / f"{self.stack.topology.user_name(vhost, role)}.password"
+        """Where `<vhost>-<role>`'s password is (password login only; certificate login has none)."""
+        return self.identity_password_file(self.stack.topology.user_name(vhost, role))
+
+    def identity_password_file(self, identity: str) -> Path:
+        return (self.secrets_dir or self.project_dir / "secrets") / f"{identity}.password"
 
     def password(self, vhost: str, role: str) -> str:
         return self.password_file(vhost, role).read_text(encoding="utf-8").strip()
 
+    def credentials(self, user: str, password: str | None,
+                    certificate_only: bool = False) -> pika.PlainCredentials | pika.credentials.ExternalCredentials:
+        """How `user` logs in: its certificate alone (x509 EXTERNAL) or its password file (PLAIN), as the stack
+        is baked; an explicit `password` always tries PLAIN and `certificate_only` EXTERNAL, to stage an attack."""
+        if password is not None:
+            return PasswordOfferedAnyway(user, password)
+        if certificate_only:
+            return CertificateOfferedAnyway()
+        if not self.stack.passwords:
+            return pika.credentials.ExternalCredentials()
+        return pika.PlainCredentials(user, self.identity_password_file(user).read_text(encoding="utf-8").strip())
+
     def parameters(self, vhost: str, role: str, *, user: str | None = None, password: str | None = None,
-                   certificate: str | None = LOGIN, context: ssl.SSLContext | None = None,
-                   heartbeat: int | None = None) -> pika.ConnectionParameters:
-        """Connection parameters for `<vhost>-<role>`, presenting the certificate of the identity logging in;
-        every part can be overridden to stage an attack (`certificate`: another identity's, or None for none).
+                   certificate: str | None = LOGIN, certificate_only: bool = False,
+                   context: ssl.SSLContext | None = None, heartbeat: int | None = None) -> pika.ConnectionParameters:
+        """Connection parameters for `<vhost>-<role>` (or `user`), presenting the certificate of the identity logging
+        in; every part can be overridden to stage an attack (`certificate`: another identity's, or None for none;
+        `password`: a PLAIN login with it, `certificate_only`: an EXTERNAL login, whatever the stack's login).
         A short `heartbeat` also shortens how long the broker counts the connection once closed (30 s at most)."""
         user = user or self.stack.topology.user_name(vhost, role)
         context = context or self.tls_context(user if certificate == LOGIN else certificate)
         return pika.ConnectionParameters(
             host=self.address, port=self.port, virtual_host=vhost,
-            credentials=pika.PlainCredentials(user, password if password is not None else self.password(vhost, role)),
+            credentials=self.credentials(user, password, certificate_only),
             ssl_options=pika.SSLOptions(context, server_hostname=self.stack.broker_host),
             connection_attempts=1, socket_timeout=10, blocked_connection_timeout=10,
             **({"heartbeat": heartbeat} if heartbeat is not None else {}),

@@ -1,4 +1,7 @@
-"""Per-vhost broker credentials: random passwords as files, and the RabbitMQ definitions built from them."""
+"""Per-vhost broker identities as RabbitMQ definitions; with `login = "password"`, their random passwords as files.
+
+With certificate login (the default) users have no password at all: the broker takes the user name from the client
+certificate (x509 EXTERNAL), and a user without a password hash cannot log in any other way."""
 import argparse
 import base64
 import hashlib
@@ -62,10 +65,11 @@ def ensure_passwords(secrets_dir: Path, vhosts, topology) -> dict[str, str]:
     return passwords
 
 
-def build_definitions(vhosts: Sequence[str], passwords: dict[str, str], topology,
+def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, topology,
                       overrides: dict[str, dict] | None = None) -> dict:
     """Vhosts, users, least-privilege permissions, limits and the queue topology of every vhost.
 
+    `passwords` is None for certificate login: every user gets an empty password hash, which no password matches.
     `overrides` is for test stacks only ({vhost: {"queue_max_length": n, "max_connections": n}}): it lets a
     dedicated test vhost have small limits so floods are cheap to stage; `generate` never passes it.
     """
@@ -82,7 +86,7 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str], topology
         for role in topology.ROLES:
             name = topology.user_name(vhost, role)
             definitions["users"].append({
-                "name": name, "password_hash": rabbitmq_password_hash(passwords[name]),
+                "name": name, "password_hash": "" if passwords is None else rabbitmq_password_hash(passwords[name]),
                 "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": dict(topology.USER_LIMITS[role]),
             })
             definitions["permissions"].append({"user": name, "vhost": vhost, **topology.permissions(role)})
@@ -122,11 +126,12 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str], topology
 
 
 def generate(project_dir: Path) -> Path:
-    """Create missing passwords, (re)write secrets/definitions.json from stack.toml's vhosts, and let each
-    container user read the files compose.yaml mounts for it."""
+    """Create missing passwords (password login only), (re)write secrets/definitions.json from stack.toml's vhosts,
+    and let each container user read the files compose.yaml mounts for it."""
     stack = settings.load(project_dir)
     secrets_dir = stack.project_dir / "secrets"
-    passwords = ensure_passwords(secrets_dir, stack.vhosts, stack.topology)
+    secrets_dir.mkdir(mode=0o700, exist_ok=True)
+    passwords = ensure_passwords(secrets_dir, stack.vhosts, stack.topology) if stack.passwords else None
     definitions_path = secrets_dir / "definitions.json"
     write_private_file(definitions_path, json.dumps(build_definitions(stack.vhosts, passwords, stack.topology),
                                                     indent=2))
@@ -136,7 +141,8 @@ def generate(project_dir: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.credentials", description=__doc__)
-    parser.add_argument("command", choices=["generate"], help="create missing passwords, rewrite definitions")
+    parser.add_argument("command", choices=["generate"], help="create missing passwords (password login), rewrite "
+                                                              "definitions")
     parser.add_argument("--project-dir", type=Path, default=settings.PROJECT_DIR)
     args = parser.parse_args(argv)
     try:
@@ -144,7 +150,9 @@ def main(argv=None) -> int:
     except (settings.SettingsError, file_access.AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {path} (passwords kept in {path.parent}, mode 0600)")
+    kept = f"passwords kept in {path.parent}, mode 0600" if settings.load(args.project_dir).passwords else \
+        "certificate login: no passwords"
+    print(f"wrote {path} ({kept})")
     return 0
 
 

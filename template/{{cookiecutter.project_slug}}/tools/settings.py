@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+LOGINS = ("certificate", "password")
 
 
 class SettingsError(ValueError):
@@ -34,6 +35,7 @@ class StackSettings:
     broker_uid: int
     broker_gid: int
     management: str        # "off" or "https"
+    login: str             # "certificate" (x509 EXTERNAL, no passwords) or "password" (PLAIN over mutual TLS)
     worker_uid: int
     worker_gid: int
     worker_egress: str     # "none" (the broker only) or "allowed"
@@ -62,6 +64,11 @@ class StackSettings:
         """The queues whose tasks `vhost`'s worker runs (TEN-03, allowlist.py)."""
         return [self.topology.TASK_QUEUE, *([self.topology.PRIORITY_QUEUE] if vhost in self.priority_vhosts else [])]
 
+    @property
+    def passwords(self) -> bool:
+        """Whether broker users have passwords at all (only with `login = "password"`)."""
+        return self.login == "password"
+
     def worker_service(self, vhost: str) -> str:
         return f"worker-{vhost}"
 
@@ -89,6 +96,9 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
     vhosts = tuple(get("workers", "vhosts"))
     if not vhosts:
         raise SettingsError(f"{path}: [workers] vhosts is empty; a stack needs at least one vhost")
+    login = get("broker", "login")
+    if login not in LOGINS:
+        raise SettingsError(f"{path}: [broker] login is {login!r}; it must be one of {', '.join(LOGINS)}")
     return StackSettings(
         project_dir=project_dir,
         project=get("", "project"),
@@ -99,6 +109,7 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         broker_uid=int(get("broker", "uid")),
         broker_gid=int(get("broker", "gid")),
         management=get("broker", "management"),
+        login=login,
         worker_uid=int(get("workers", "uid")),
         worker_gid=int(get("workers", "gid")),
         worker_egress=get("workers", "egress"),

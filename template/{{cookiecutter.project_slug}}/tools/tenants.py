@@ -43,7 +43,7 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
         return (f"    secrets:\n      - source: ca_cert\n        target: ca.crt\n"
                 f"      - source: {key}_cert\n        target: client.crt\n"
                 f"      - source: {key}_key\n        target: client.key\n"
-                f"      - source: {key}_password\n        target: broker_password\n")
+                + (f"      - source: {key}_password\n        target: broker_password\n" if stack.passwords else ""))
 
     return (
         f"\n  {stack.worker_service(vhost)}:\n"
@@ -88,7 +88,7 @@ def render_secrets(stack: settings.StackSettings, vhost: str) -> str:
         user = stack.topology.user_name(vhost, role)
         lines += [f"  {secret_key(vhost, role)}_cert:", f"    file: ./pki/{user}.crt",
                   f"  {secret_key(vhost, role)}_key:", f"    file: ./pki/{user}.key"]
-    for role in ("worker", "producer"):
+    for role in ("worker", "producer") if stack.passwords else ():
         lines += [f"  {secret_key(vhost, role)}_password:",
                   f"    file: ./secrets/{stack.topology.user_name(vhost, role)}.password"]
     return "\n".join(lines) + "\n"

@@ -28,7 +28,8 @@ def route_to_declared_queue(name, args, kwargs, options, task=None, **_):
 def build_config(broker: BrokerSettings) -> dict:
     return {
         # --- transport: TLS with mutual authentication, credentials from files ---
-        "broker_url": broker.url_with_password(),
+        "broker_url": broker.connection_url(),
+        "broker_login_method": broker.login_method,
         "broker_use_ssl": broker.ssl_options(),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": 100,

@@ -12,6 +12,7 @@ SCHEMA_MISMATCH = "task {name!r}: schema fields {fields} do not match the task p
 OVERRIDE_VARIABLE = ("refusing to start: {name} is set; Celery would use it instead of the checked TLS settings "
                      "(use TASKS_BROKER_URL)")
 UNKNOWN_QUEUES = "refusing to start: {name} names {unknown}, which are not task queues (known: {known})"
+UNKNOWN_LOGIN = "refusing to start: TASKS_BROKER_LOGIN {value!r} is not one of 'certificate', 'password'"
 UNKNOWN_BACKEND = "refusing to start: TASKS_RESULT_BACKEND {value!r} is not one of 'rpc', 'none'"
 
 

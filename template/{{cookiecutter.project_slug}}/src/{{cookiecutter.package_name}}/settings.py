@@ -8,6 +8,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from . import errors
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
+LOGINS = ("certificate", "password")
 # Celery itself reads these (the CLI maps BROKER_URL to --broker): any of them would silently replace the
 # broker URL and TLS options checked here, so their presence is a configuration error.
 CELERY_OVERRIDES = ("BROKER_URL", "RESULT_BACKEND", "CELERY_BROKER_URL", "CELERY_BROKER_READ_URL",
@@ -39,12 +40,18 @@ class BrokerSettings:
     """Where the broker is and which identity (user + client certificate) this process presents."""
 
     url: str                 # amqps://user@host:port/vhost, without password
-    password_file: Path
+    login: str               # "certificate" (x509 EXTERNAL: the certificate is the identity) or "password"
+    password_file: Path | None   # password login only
     ca_file: Path
     cert_file: Path
     key_file: Path
     result_backend: str      # "rpc" or "none"
     tls_server_name: str     # name the broker certificate must carry (defaults to the URL's host)
+
+    @property
+    def login_method(self) -> str:
+        """The SASL mechanism py-amqp offers: EXTERNAL hands the broker nothing but the TLS client certificate."""
+        return "EXTERNAL" if self.login == "certificate" else "AMQPLAIN"
 
     @classmethod
     def from_env(cls) -> "BrokerSettings":
@@ -62,9 +69,14 @@ class BrokerSettings:
         if backend not in ("rpc", "none"):
             raise errors.ImproperlyConfigured(errors.UNKNOWN_BACKEND.format(value=backend))
         env = os.environ.get
+        login = env("TASKS_BROKER_LOGIN", "{{ cookiecutter.broker_login }}")
+        if login not in LOGINS:
+            raise errors.ImproperlyConfigured(errors.UNKNOWN_LOGIN.format(value=login))
         return cls(
             url=url,
-            password_file=_readable_file("broker password", env("TASKS_BROKER_PASSWORD_FILE", f"{secrets_dir}/broker_password")),
+            login=login,
+            password_file=None if login == "certificate" else _readable_file(
+                "broker password", env("TASKS_BROKER_PASSWORD_FILE", f"{secrets_dir}/broker_password")),
             ca_file=_readable_file("CA certificate", env("TLS_CA_FILE", f"{secrets_dir}/ca.crt")),
             cert_file=_readable_file("client certificate", client_certificate_file()),
             key_file=_readable_file("client key", env("TLS_KEY_FILE", f"{secrets_dir}/client.key")),
@@ -72,8 +84,11 @@ class BrokerSettings:
             tls_server_name=env("TLS_SERVER_NAME") or urlsplit(url).hostname or "",
         )
 
-    def url_with_password(self) -> str:
-        """The URL Celery connects with; the password comes from its file, never from the environment."""
+    def connection_url(self) -> str:
+        """The URL Celery connects with. Certificate login: the URL as given (the broker takes the user from the
+        certificate). Password login: the password comes from its file, never from the environment."""
+        if self.password_file is None:
+            return self.url
         password = self.password_file.read_text(encoding="utf-8").strip()
         if not password:
             raise errors.ImproperlyConfigured(errors.EMPTY_CREDENTIAL_FILE.format(path=self.password_file))

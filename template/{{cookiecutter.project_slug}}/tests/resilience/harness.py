@@ -71,18 +71,22 @@ class Rig:
 
     def start_worker(self, vhost: str, data_dir: Path | None = None, command: tuple[str, ...] = (),
                      env: dict | None = None, mounts: dict[str, str] | None = None):
-        """The shipped worker service, logged in as `<vhost>-worker` of a test vhost (that identity's password and
-        certificate); ready once it consumes."""
+        """The shipped worker service, logged in as `<vhost>-worker` of a test vhost (that identity's certificate,
+        and its password with password login); ready once it consumes."""
         user = self.stack.topology.user_name(vhost, "worker")
-        password = self.endpoint.password_file(vhost, "worker")
         certificate, key = self.endpoint.certificate_files(user)
-        volumes = {str(password): "/run/secrets/broker_password:ro", str(certificate): "/run/secrets/client.crt:ro",
-                   str(key): "/run/secrets/client.key:ro", str(data_dir or shared_data_dir(self)): "/data",
+        secret_files = [key]
+        volumes = {str(certificate): "/run/secrets/client.crt:ro", str(key): "/run/secrets/client.key:ro",
+                   str(data_dir or shared_data_dir(self)): "/data",
                    **{source: f"{target}:ro" for source, target in (mounts or {}).items()}}
+        if self.stack.passwords:
+            password = self.endpoint.password_file(vhost, "worker")
+            volumes[str(password)] = "/run/secrets/broker_password:ro"
+            secret_files.append(password)
         worker = self.under_test.run_one_off(
             self.stack.worker_service(self.stack.vhosts[0]), *command,
             env={"TASKS_BROKER_URL": f"amqps://{user}@{self.stack.broker_host}:5671/{vhost}", **(env or {})},
-            volumes=volumes, secret_files={path: self.stack.worker_uid for path in (password, key)})
+            volumes=volumes, secret_files={path: self.stack.worker_uid for path in secret_files})
         wait_for_log(worker, WORKER_READY, timeout=90)
         return worker
 
@@ -131,9 +135,10 @@ def start_rig(project_dir: Path) -> Rig:
 
 
 def write_rig_secrets(secrets_dir: Path, stack: settings.StackSettings) -> None:
-    """Passwords for the test vhosts and a definitions file for them, with the flood vhost's small limits."""
+    """Passwords for the test vhosts (password login) and a definitions file for them, with the flood vhost's small
+    limits."""
     vhosts = list(TEST_VHOSTS)
-    passwords = credentials.ensure_passwords(secrets_dir, vhosts, stack.topology)
+    passwords = credentials.ensure_passwords(secrets_dir, vhosts, stack.topology) if stack.passwords else None
     definitions = credentials.build_definitions(vhosts, passwords, stack.topology,
                                                 overrides={v: o for v, o in TEST_VHOSTS.items() if o})
     for permission in definitions["permissions"]:
@@ -197,7 +202,8 @@ def celery_client(rig: Rig, vhost: str, role: str = "producer") -> Celery:
     certificate, key = rig.endpoint.certificate_files(user)
     broker = BrokerSettings(
         url=f"amqps://{user}@127.0.0.1:{rig.under_test.broker_port}/{vhost}",
-        password_file=rig.endpoint.password_file(vhost, role),
+        login=rig.stack.login,
+        password_file=rig.endpoint.password_file(vhost, role) if rig.stack.passwords else None,
         ca_file=rig.project_dir / "pki" / "ca.crt", cert_file=certificate, key_file=key,
         result_backend="rpc", tls_server_name=rig.stack.broker_host,
     )

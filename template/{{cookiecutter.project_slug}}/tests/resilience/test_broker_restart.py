@@ -7,13 +7,12 @@ Side effects are read from the workers' SQLite store (a host directory), not fro
 result backend's reply queues are transient and do not survive a broker restart by design.
 """
 import json
-import secrets
 
 import pytest
 from pika.exceptions import ProbableAccessDeniedError, ProbableAuthenticationError
 
+from tests.harness.identities import stage_identity
 from tests.harness.readiness import logs, wait_until
-from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
 from tests.resilience.harness import ACTIVATE_ACCOUNT, PAYMENT_ROUTE, RECORD_PAYMENT, celery_client, count, queue_depth, shared_data_dir
 
 VHOST = "restart"
@@ -93,17 +92,17 @@ def test_running_worker_reconnects_over_tls_by_itself_and_drains_the_queue(rig, 
 
 
 @pytest.mark.live
-def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing_data(rig, clean_vhost,
+def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing_data(rig, clean_vhost, tmp_path,
                                                                                    record_property):
     """CRED-05 through a real restart: the broker's volume remembers a user an earlier definitions file created;
     the entry point removes it at boot, and the queued tasks on the same volume are still there."""
     clean_vhost(VHOST)
     path = rig.under_test.secrets_dir / "definitions.json"
     shipped = path.read_text()
-    retired, password = f"{VHOST}-retired", secrets.token_urlsafe(24)
+    staged = stage_identity(rig.endpoint, f"{VHOST}-retired", tmp_path)
+    retired = staged.name
     earlier = json.loads(shipped)
-    earlier["users"].append({"name": retired, "password_hash": rabbitmq_password_hash(password),
-                             "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": {}})
+    earlier["users"].append(staged.definition(limits={}))
     earlier["permissions"].append({"user": retired, "vhost": VHOST, "configure": "^$", "write": ".*", "read": ".*"})
     # ...and grants of users that stay: the auditor also in another tenant, the producer on another exchange.
     auditor, producer = f"{VHOST}-auditor", f"{VHOST}-producer"
@@ -114,9 +113,9 @@ def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing
         path.write_text(json.dumps(earlier))        # in place: the container's bind mount follows the same file
         rig.kill_broker()
         rig.start_broker_again()
-        with rig.endpoint.connect(VHOST, "producer", user=retired, password=password, certificate=producer):
+        with staged.connect(VHOST):
             pass                                    # the earlier definitions' user and grant work
-        with rig.endpoint.connect(OTHER_VHOST, "auditor", user=auditor, password=rig.endpoint.password(VHOST, "auditor")):
+        with rig.endpoint.connect(OTHER_VHOST, "auditor", user=auditor):
             pass
         queued = publish_tasks(rig, 1, 10)
         path.write_text(shipped)                    # ...and is removed from them
@@ -125,9 +124,9 @@ def test_a_user_removed_from_the_definitions_is_gone_after_a_restart_on_existing
     finally:
         path.write_text(shipped)
     with pytest.raises(ProbableAuthenticationError) as refused:
-        rig.endpoint.connect(VHOST, "producer", user=retired, password=password, certificate=producer)
+        staged.connect(VHOST)
     with pytest.raises(ProbableAccessDeniedError):
-        rig.endpoint.connect(OTHER_VHOST, "auditor", user=auditor, password=rig.endpoint.password(VHOST, "auditor"))
+        rig.endpoint.connect(OTHER_VHOST, "auditor", user=auditor)
     kept = queue_depth(rig.endpoint, VHOST, "tasks") + queue_depth(rig.endpoint, VHOST, "priority")
     log = logs(rig.broker)
     removal = next((line for line in log.splitlines() if f"removed: delete_user {retired}" in line), "")

@@ -83,7 +83,8 @@ def test_each_vhost_has_its_own_worker_and_producer_identity(model, stack):
             url = service["environment"]["TASKS_BROKER_URL"]
             assert url.startswith(f"amqps://{stack.topology.user_name(vhost, role)}@") and url.endswith(f"/{vhost}"), url
             sources = {entry["source"] for entry in service["secrets"]}
-            assert f"{vhost}_{role}_password" in sources, f"{service_name} mounts {sorted(sources)}"
+            # Certificate login has no passwords: the certificate (CRED-06) is the whole credential.
+            assert (f"{vhost}_{role}_password" in sources) == stack.passwords, f"{service_name} mounts {sorted(sources)}"
 
 
 @controls("CRED-06")

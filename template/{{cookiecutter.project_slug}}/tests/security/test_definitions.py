@@ -8,15 +8,15 @@ broker, shown to work, then the shipped entry point's reconcile runs; the full r
 with leftover grants of users that stay, is in tests/resilience/test_broker_restart.py.
 """
 import json
-import secrets
 from pathlib import Path
 
 import pytest
 from pika.exceptions import ConnectionClosedByBroker, ProbableAuthenticationError, StreamLostError
 
+from tests.harness.identities import stage_identity
 from tests.harness.readiness import wait_until
 from tools.broker_client import publish, task_message
-from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash, write_private_file
+from tools.credentials import write_private_file
 
 controls = pytest.mark.controls
 ADD = "{{ cookiecutter.package_name }}.tasks.arithmetic.add"
@@ -32,26 +32,23 @@ def closed_by_broker(connection) -> bool:
 
 
 @controls("CRED-05")
-def test_a_user_the_definitions_no_longer_list_is_removed(stack, vhosts, record_property):
+def test_a_user_the_definitions_no_longer_list_is_removed(stack, vhosts, tmp_path, record_property):
     broker, endpoint, own = stack.broker, stack.endpoint, vhosts[0]
-    retired, password = f"{own}-retired", secrets.token_urlsafe(24)
-    # A leftover user with full rights, as an earlier definitions file leaves it on the data volume (grants of users
-    # that stay are covered by the restart test of the resilience suite).
-    leftover = {"users": [{"name": retired, "password_hash": rabbitmq_password_hash(password),
-                           "hashing_algorithm": HASHING_ALGORITHM, "tags": []}],
-                "permissions": [{"user": retired, "vhost": own, "configure": ".*", "write": ".*", "read": ".*"}]}
+    # A leftover user with full rights and a valid certificate of its own, as an earlier definitions file and an
+    # earlier bake leave them behind (grants of users that stay are covered by the resilience suite's restart test).
+    retired = stage_identity(endpoint, f"{own}-retired", tmp_path)
+    leftover = {"users": [retired.definition()],
+                "permissions": [{"user": retired.name, "vhost": own, "configure": ".*", "write": ".*", "read": ".*"}]}
     imported = broker.exec_run(["sh", "-c", 'printf %s "$0" > /tmp/leftover.json && '
                                 "rabbitmqctl -q import_definitions /tmp/leftover.json", json.dumps(leftover)])
     assert imported.exit_code == 0, imported.output.decode(errors="replace")
-    # It has no certificate of its own: it logs in presenting the producer's (TLS trusts any project certificate).
-    as_retired = {"user": retired, "password": password, "certificate": stack.stack.topology.user_name(own, "producer")}
-    held = endpoint.connect(own, "producer", **as_retired)   # it works: its removal means something
+    held = retired.connect(own)   # it works: its removal means something
     try:
         result = broker.exec_run(["broker-boot", "reconcile"])
         output = result.output.decode(errors="replace")
         assert result.exit_code == 0, output
         with pytest.raises(ProbableAuthenticationError) as refused:
-            endpoint.connect(own, "producer", **as_retired)
+            retired.connect(own)
         wait_until(lambda: closed_by_broker(held), timeout=30, what="the retired user's open connection closed")
     finally:
         if held.is_open:
@@ -68,7 +65,7 @@ def test_a_user_the_definitions_no_longer_list_is_removed(stack, vhosts, record_
     record_property("evidence", f"after `broker-boot reconcile`: removed {removed}; the retired user's login: "
                                 f"{type(refused.value).__name__}, its open connection closed; every shipped identity "
                                 "still logs in")
-    assert removed == [f"delete_user {retired}"], removed
+    assert removed == [f"delete_user {retired.name}"], removed
 
 
 @controls("CRED-05")

@@ -247,7 +247,7 @@ def test_worker_refuses_a_broker_certificate_for_another_name(stack, vhosts, rec
 @controls("TLS-04")
 def test_project_client_connects_to_the_right_name(celery_client, record_property):
     with Connection(celery_client.conf.broker_url, ssl=celery_client.conf.broker_use_ssl,
-                    connect_timeout=10) as connection:
+                    login_method=celery_client.conf.broker_login_method, connect_timeout=10) as connection:
         connection.ensure_connection(max_retries=1)
         assert connection.connected
     record_property("evidence", f"connected with server_hostname={celery_client.conf.broker_use_ssl['server_hostname']}")

@@ -24,16 +24,23 @@ from tools import settings
 from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
 
 ENVIRONMENT_VARIABLE = "SECURITY_SUITE_WEAKEN"
+# Certificate login (x509 EXTERNAL) or password login: a few weakenings differ between the two.
+CERTIFICATE_LOGIN = settings.load().login == "certificate"
 # name -> the controls whose tests must fail under it.
 EXPECTED_FAILURES = {
     "plaintext": {"TLS-01", "TLS-05"},
     "oldtls": {"TLS-02"},
     "defaultgroups": {"TLS-02"},
-    # No client certificate asked for: revocation (TLS-06) and per-identity certificates (CRED-06) go with it.
-    "nopeercert": {"TLS-03", "TLS-06", "CRED-06"},
+    # Password login: no client certificate asked for, so revocation (TLS-06) and per-identity certificates (CRED-06)
+    # go with it. Certificate login cannot work without asking for one: there, a client may leave it out.
+    "nopeercert": {"TLS-03"} if CERTIFICATE_LOGIN else {"TLS-03", "TLS-06", "CRED-06"},
     "nocrlcheck": {"TLS-06"},
     "nohostcheck": {"TLS-04"},
-    "guest": {"CRED-01"},
+    # With certificate login guest gets in only once passwords are offered again (which CRED-07 refuses).
+    "guest": {"CRED-01", "CRED-07"} if CERTIFICATE_LOGIN else {"CRED-01"},
+    # "The old monitoring agent only speaks PLAIN": password login offered again beside certificates (certificate
+    # login only).
+    "plainlogin": {"CRED-07"},
     "crosstenant": {"CRED-02"},
     "fullperms": {"CRED-03"},
     "unboundedqueues": {"TEN-01"},
@@ -69,10 +76,13 @@ COMPOSE_EDITS = {
 }
 
 # Line swaps in the broker's files (its configuration, and its entry point boot.sh): {weakening: {file in broker/: {line: replacement}}}.
+PLAIN_BACK_ON = {"auth_mechanisms.1 = EXTERNAL": "auth_mechanisms.1 = EXTERNAL\nauth_mechanisms.2 = PLAIN"} \
+    if CERTIFICATE_LOGIN else {}
 CONFIG_SWAPS = {
     "plaintext": {"rabbitmq.conf": {"listeners.tcp = none": "listeners.tcp.default = 5672"}},
-    # Defence in depth would still keep guest on loopback; the weakened stack lifts that too.
-    "guest": {"rabbitmq.conf": {"loopback_users.guest = true": "loopback_users = none"}},
+    # Defence in depth would still keep guest on loopback; the weakened stack lifts that too (and offers passwords).
+    "guest": {"rabbitmq.conf": {"loopback_users.guest = true": "loopback_users = none", **PLAIN_BACK_ON}},
+    "plainlogin": {"rabbitmq.conf": PLAIN_BACK_ON},
     # "Our reports are bigger than 1 MiB": the limit raised 16-fold.
     "bigmessages": {"rabbitmq.conf": {"max_message_size = 1048576": "max_message_size = 16777216"}},
     # TLS 1.0 and 1.1 back on, with the CBC/SHA-1 suite they need (they have no AEAD suites), as legacy clients demand.
@@ -90,9 +100,9 @@ CONFIG_SWAPS = {
     # "RabbitMQ already imports the definitions at boot": the shipped entry point (broker/boot.sh) with its removal of
     # what the definitions no longer list switched off, so only the stock, additive import remains.
     "additivedefinitions": {"boot.sh": {"remove_stale() {": "remove_stale() { changes=0; }\nremove_stale_shipped() {"}},
-    # Password-only clients: the broker neither asks for nor checks a client certificate.
-    "nopeercert": {"advanced.config": {"{verify, verify_peer},": "{verify, verify_none},",
-                                       "{fail_if_no_peer_cert, true},": "{fail_if_no_peer_cert, false},"}},
+    # "Some clients have no certificate": the broker no longer insists on one (password login: nor checks it).
+    "nopeercert": {"advanced.config": {"{fail_if_no_peer_cert, true},": "{fail_if_no_peer_cert, false},",
+                                       **({} if CERTIFICATE_LOGIN else {"{verify, verify_peer},": "{verify, verify_none},"})}},
 }
 
 
@@ -133,6 +143,8 @@ def selected() -> str | None:
     if name is not None and name not in EXPECTED_FAILURES:
         raise ValueError(f"{ENVIRONMENT_VARIABLE}={name!r} is not one of {sorted(EXPECTED_FAILURES)} (the compose.yaml"
                          f" edits {sorted(COMPOSE_EDITS)} are made to compose.yaml itself, not selected here)")
+    if name == "plainlogin" and not CERTIFICATE_LOGIN:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE}=plainlogin weakens certificate login; this stack logs in with passwords")
     return name
 
 
@@ -165,10 +177,15 @@ class Weakening:
                 worker = {"volumes": [f"{patch}:/opt/weakened/sitecustomize.py:ro"],
                           "environment": {"PYTHONPATH": "/opt/weakened:/app"}}
             elif self.name == "envsecret":
-                # The usual shortcut: the password handed over in the environment, not only in its secret file.
-                password = (self.stack.project_dir / "secrets"
-                            / f"{self.stack.topology.user_name(vhost, 'worker')}.password").read_text().strip()
-                worker = {"environment": {"TASKS_BROKER_PASSWORD": password}}
+                # The usual shortcut: the credential handed over in the environment, not only in its secret file
+                # (the private key with certificate login, the password with password login).
+                identity = self.stack.topology.user_name(vhost, "worker")
+                if CERTIFICATE_LOGIN:
+                    worker = {"environment": {"TLS_CLIENT_KEY_PEM": (self.stack.project_dir / "pki"
+                                                                     / f"{identity}.key").read_text()}}
+                else:
+                    password = (self.stack.project_dir / "secrets" / f"{identity}.password").read_text().strip()
+                    worker = {"environment": {"TASKS_BROKER_PASSWORD": password}}
             if worker:
                 services[self.stack.worker_service(vhost)] = worker
         return self.scratch.write("weakening.compose.yaml", yaml.safe_dump(override, sort_keys=False))

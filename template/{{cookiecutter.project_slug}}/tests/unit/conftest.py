@@ -15,7 +15,8 @@ UNIT_ENVIRONMENT = {
     "APP_DATA_DIR": str(_FILES),
 }
 # Set by the live suite's client fixture when both suites run in one session.
-LIVE_ONLY = ("TLS_SERVER_NAME", "TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "TASKS_BROKER_PASSWORD_FILE")
+LIVE_ONLY = ("TLS_SERVER_NAME", "TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "TASKS_BROKER_PASSWORD_FILE",
+             "TASKS_BROKER_LOGIN")
 os.environ.update(UNIT_ENVIRONMENT)   # before any test module imports the app
 
 

@@ -33,9 +33,20 @@ def test_baked_definitions_have_no_guest_and_one_user_per_vhost_and_role():
         assert permission["user"].startswith(permission["vhost"] + "-")
 
 
-def test_baked_passwords_are_long_random_and_private():
-    files = sorted((PROJECT / "secrets").glob("*.password"))
-    assert files
+def test_baked_credentials_match_the_login():
+    """Certificate login: no password files and no user with a password hash (only the certificate logs in).
+    Password login: a password file per identity, and its hash in the definitions."""
+    stack = settings.load(PROJECT)
+    users = json.loads((PROJECT / "secrets" / "definitions.json").read_text())["users"]
+    files = {path.stem for path in (PROJECT / "secrets").glob("*.password")}
+    if stack.passwords:
+        assert files == set(stack.identities) and all(user["password_hash"] for user in users)
+        passwords_are_long_random_and_private(sorted((PROJECT / "secrets").glob("*.password")))
+    else:
+        assert files == set() and [user["password_hash"] for user in users] == [""] * len(stack.identities)
+
+
+def passwords_are_long_random_and_private(files: list[Path]) -> None:
     passwords = [path.read_text().strip() for path in files]
     assert len(set(passwords)) == len(passwords)
     assert all(len(password) >= 32 for password in passwords)

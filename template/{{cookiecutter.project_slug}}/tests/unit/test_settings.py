@@ -15,7 +15,28 @@ def test_tls_url_is_accepted_and_verifies_host_name():
     assert options["cert_reqs"] == ssl.CERT_REQUIRED
     assert options["server_hostname"] == "{{ cookiecutter.broker_host }}"
     assert options["tls_minimum_version"] == ssl.TLSVersion.TLSv1_2
-    assert settings.url_with_password() == "amqps://unit-producer:unit-test-password@{{ cookiecutter.broker_host }}:5671/unit"
+
+
+def test_certificate_login_sends_no_password(monkeypatch):
+    """x509 EXTERNAL: the URL goes out without a password and no password file is read (or needed)."""
+    monkeypatch.setenv("TASKS_BROKER_LOGIN", "certificate")
+    monkeypatch.setenv("TASKS_BROKER_PASSWORD_FILE", "/nonexistent/password")
+    settings = BrokerSettings.from_env()
+    assert (settings.login_method, settings.password_file) == ("EXTERNAL", None)
+    assert settings.connection_url() == "amqps://unit-producer@{{ cookiecutter.broker_host }}:5671/unit"
+
+
+def test_password_login_reads_the_password_from_its_file(monkeypatch):
+    monkeypatch.setenv("TASKS_BROKER_LOGIN", "password")
+    settings = BrokerSettings.from_env()
+    assert settings.login_method == "AMQPLAIN"
+    assert settings.connection_url() == "amqps://unit-producer:unit-test-password@{{ cookiecutter.broker_host }}:5671/unit"
+
+
+def test_unknown_login_is_refused(monkeypatch):
+    monkeypatch.setenv("TASKS_BROKER_LOGIN", "anonymous")
+    with pytest.raises(errors.ImproperlyConfigured, match="TASKS_BROKER_LOGIN 'anonymous' is not one of"):
+        BrokerSettings.from_env()
 
 
 @pytest.mark.parametrize("url", ["amqp://u@broker:5672/v", "pyamqp://u@broker/v", "memory://"])
@@ -47,8 +68,9 @@ def test_empty_password_file_is_refused(monkeypatch, tmp_path):
     empty = tmp_path / "password"
     empty.write_text("\n")
     monkeypatch.setenv("TASKS_BROKER_PASSWORD_FILE", str(empty))
+    monkeypatch.setenv("TASKS_BROKER_LOGIN", "password")
     with pytest.raises(errors.ImproperlyConfigured, match="is empty"):
-        BrokerSettings.from_env().url_with_password()
+        BrokerSettings.from_env().connection_url()
 
 
 def test_server_name_override_for_loopback_access(monkeypatch):
