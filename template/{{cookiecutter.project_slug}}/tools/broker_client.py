@@ -1,12 +1,14 @@
 """Host-side AMQP access with pika, as any role of any vhost: used by the demo and the security tests."""
 import json
 import ssl
+import time
 import uuid
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 
 import pika
+from pika.exceptions import ChannelClosedByBroker
 
 from tools import settings
 
@@ -113,6 +115,12 @@ def task_exchange() -> str:
     return settings.load().topology.TASK_EXCHANGE
 
 
+@cache
+def dead_letter_queue() -> str:
+    """The dead-letter evidence stream (topology.DEAD_LETTER_QUEUE), which only the auditor reads."""
+    return settings.load().topology.DEAD_LETTER_QUEUE
+
+
 def publish_raw(channel, queue: str, body: bytes, content_type: str, task_name: str,
                 task_id: str = "00000000-0000-0000-0000-000000000000") -> None:
     """Publish a hand-made Celery protocol-2 message, as an attacker with publish rights could.
@@ -158,15 +166,53 @@ def publish(channel, queue: str, body: bytes, headers: dict | None, *, content_t
                                         reply_to=reply_to, correlation_id=correlation_id))
 
 
-def drain_dead_letters(connection, queue: str = "dead-letters") -> list[tuple[pika.BasicProperties, bytes]]:
-    """Take every message from the dead-letter queue (as the auditor): properties carry x-death reasons."""
+@dataclass(frozen=True)
+class DeadLetter:
+    offset: int                       # its place in the dead-letter stream (a mark for later reads)
+    properties: pika.BasicProperties  # headers carry the x-death reasons
+    body: bytes
+
+
+def read_dead_letters(connection, after: int = -1, timeout: float = 30) -> list[DeadLetter]:
+    """The dead-letter evidence after offset `after` (all of it by default), read as the auditor.
+
+    The evidence is a stream: reading it consumes nothing, so every reader sees every letter, and `after` (the
+    offset of the last letter seen, evidence_mark) picks out the new ones. Its size at the start (a passive declare)
+    says how many letters a read from the first retained one delivers; `timeout` only bounds a broker that stops
+    delivering. A stack older than the stream (or weakened) has an ordinary queue: its messages are taken, as they
+    always were there, and `after` does not apply."""
     channel = connection.channel()
-    messages: list[tuple[pika.BasicProperties, bytes]] = []
-    while True:
-        method, properties, body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            return messages
-        messages.append((properties, body))
+    queue = dead_letter_queue()
+    total = channel.queue_declare(queue, passive=True).method.message_count
+    letters: list[DeadLetter] = []
+    if total:
+        def take(channel_, method, properties, body):
+            offset = (properties.headers or {}).get("x-stream-offset")
+            letters.append(DeadLetter(-1 if offset is None else int(offset), properties, body))
+            channel_.basic_ack(method.delivery_tag)
+
+        try:
+            channel.basic_qos(prefetch_count=500)      # streams deliver only to consumers with a prefetch
+            tag = channel.basic_consume(queue, take, arguments={"x-stream-offset": "first"})
+        except ChannelClosedByBroker as refused:
+            if "x-stream-offset" not in refused.reply_text:     # 406: "invalid arg" for a classic queue
+                raise
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=500)
+            tag = channel.basic_consume(queue, take)
+        deadline = time.monotonic() + timeout
+        while len(letters) < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{queue} holds {total} letters; {len(letters)} delivered in {timeout} s")
+            connection.process_data_events(time_limit=0.2)
+        channel.basic_cancel(tag)
+    channel.close()
+    return [letter for letter in letters if letter.offset > after or letter.offset == -1]
+
+
+def evidence_mark(connection) -> int:
+    """The offset of the newest dead letter (-1 if none): read_dead_letters(after=mark) returns only later ones."""
+    return max((letter.offset for letter in read_dead_letters(connection)), default=-1)
 
 
 def death_reasons(properties: pika.BasicProperties) -> list[str]:

@@ -115,10 +115,7 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, t
                                          "durable": True, "auto_delete": False, "internal": False,
                                          "arguments": {}})
         definitions["queues"].append({"name": topology.DEAD_LETTER_QUEUE, "vhost": vhost, "durable": True,
-                                      "auto_delete": False,
-                                      "arguments": {"x-queue-type": "classic",
-                                                    "x-max-length": topology.DEAD_LETTER_MAX_LENGTH,
-                                                    "x-overflow": "drop-head"}})
+                                      "auto_delete": False, "arguments": topology.dead_letter_arguments()})
         definitions["bindings"].append({"source": topology.DEAD_LETTER_EXCHANGE, "vhost": vhost,
                                         "destination": topology.DEAD_LETTER_QUEUE, "destination_type": "queue",
                                         "routing_key": "", "arguments": {}})

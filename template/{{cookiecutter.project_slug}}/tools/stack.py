@@ -67,12 +67,12 @@ def pickle_attack(project: ComposeProject, stack: settings.StackSettings, vhost:
     canary = worker.exec_run(["test", "-e", broker_client.PICKLE_CANARY_PATH]).exit_code == 0
     print(f"    canary {broker_client.PICKLE_CANARY_PATH} in the worker: {'PRESENT (!)' if canary else 'absent'}")
     with endpoint.connect(vhost, "auditor") as connection:
-        letters = broker_client.drain_dead_letters(connection)
-    print(f"    dead-letters queue (read as {vhost}-auditor) held {len(letters)} message(s):")
-    for properties, body in letters:
+        letters = broker_client.read_dead_letters(connection)
+    print(f"    dead-letters stream (read as {vhost}-auditor, who cannot purge it) holds {len(letters)} message(s):")
+    for letter in letters:
         # The forged invalid call is here too: a failed task is dead-lettered, not acked away.
-        print(f"      {properties.content_type}, {len(body)} bytes, x-death reasons "
-              f"{broker_client.death_reasons(properties)}")
+        print(f"      offset {letter.offset}: {letter.properties.content_type}, {len(letter.body)} bytes, x-death "
+              f"reasons {broker_client.death_reasons(letter.properties)}")
     worker.reload()
     print(f"    worker still running: {worker.status}")
     done(started)

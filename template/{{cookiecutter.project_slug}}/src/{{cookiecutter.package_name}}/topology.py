@@ -12,11 +12,15 @@ TASK_QUEUES = (TASK_QUEUE, PRIORITY_QUEUE)
 TASK_EXCHANGE = "tasks"
 TASK_EXCHANGE_TYPE = "topic"
 DEAD_LETTER_EXCHANGE = "dead-letters"   # refused messages (pickle, rejected) land here for forensics
+# A stream, not a queue: reading it (as the auditor, from an offset) leaves it as it was, and RabbitMQ has no purge
+# and no basic.get for streams, so whoever may read the evidence still cannot destroy it. Old letters leave only by
+# retention (DEAD_LETTER_MAX_BYTES, whole segments at a time).
 DEAD_LETTER_QUEUE = "dead-letters"
+DEAD_LETTER_MAX_BYTES = 64 * 2**20
+DEAD_LETTER_SEGMENT_BYTES = 4 * 2**20   # retention drops whole segments: small ones keep the bound close
 
 MAX_PRIORITY = 10                   # x-max-priority of the priority queue
 QUEUE_MAX_LENGTH = 100_000          # beyond this a publish is refused (x-overflow=reject-publish), never dropped
-DEAD_LETTER_MAX_LENGTH = 100_000
 MAX_MESSAGE_BYTES = 1_048_576       # must match max_message_size in broker/rabbitmq.conf
 
 VHOST_MAX_CONNECTIONS = 64          # a connection storm in one tenant cannot starve the others
@@ -59,6 +63,11 @@ def queue_arguments(queue: str) -> dict:
     if queue == PRIORITY_QUEUE:
         arguments["x-max-priority"] = MAX_PRIORITY
     return arguments
+
+
+def dead_letter_arguments() -> dict:
+    return {"x-queue-type": "stream", "x-max-length-bytes": DEAD_LETTER_MAX_BYTES,
+            "x-stream-max-segment-size-bytes": DEAD_LETTER_SEGMENT_BYTES}
 
 
 def operator_policies() -> list[dict]:

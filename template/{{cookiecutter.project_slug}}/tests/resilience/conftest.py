@@ -36,7 +36,7 @@ def workers(rig):
 
 @pytest.fixture
 def clean_vhost(rig):
-    """Empty a vhost's task and dead-letter queues before the test uses it."""
+    """Empty a vhost's task queues before the test uses it (its dead-letter evidence is read from a mark)."""
     def clean(vhost: str) -> str:
         # Before: the purge's own connections must not meet an earlier test's closed ones still counted against
         # the auditor's limit of 2. After: the limits tests count from zero.

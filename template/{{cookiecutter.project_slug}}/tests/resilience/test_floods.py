@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 from tests.harness.readiness import wait_until
 from tests.resilience.harness import (ADD, FLOOD_MAX_CONNECTIONS, FLOOD_QUEUE_MAX_LENGTH, celery_client,
                                       is_running, queue_depth)
-from tools.broker_client import drain_dead_letters, publish, task_message
+from tools.broker_client import evidence_mark, publish, read_dead_letters, task_message
 
 VHOST = "flood"
 
@@ -25,6 +25,8 @@ def test_publishing_past_the_queue_limit_is_refused_to_the_publisher_not_dropped
                                                                                record_property):
     clean_vhost(VHOST)
     endpoint = rig.endpoint
+    with endpoint.connect(VHOST, "auditor") as auditor:
+        mark = evidence_mark(auditor)
     overflow = 10
     accepted, nacked = 0, 0
     with endpoint.connect(VHOST, "producer") as connection:
@@ -46,7 +48,7 @@ def test_publishing_past_the_queue_limit_is_refused_to_the_publisher_not_dropped
         assert isinstance(refused.value.__cause__ or refused.value.__context__, MessageNacked)
         assert queue_depth(endpoint, VHOST, "tasks") == FLOOD_QUEUE_MAX_LENGTH
         with endpoint.connect(VHOST, "auditor") as auditor:
-            assert drain_dead_letters(auditor) == []     # refused at the door: nothing was queued and dropped
+            assert read_dead_letters(auditor, mark) == []   # refused at the door: nothing was queued and dropped
         # Everything that was accepted is executed once a worker consumes.
         workers(VHOST)
         wait_until(lambda: queue_depth(endpoint, VHOST, "tasks") == 0, timeout=60, what="the queue to drain")

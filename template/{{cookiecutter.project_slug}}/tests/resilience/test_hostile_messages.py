@@ -12,8 +12,8 @@ import pytest
 
 from tests.harness.readiness import logs, wait_until
 from tests.resilience.harness import ADD, PACKAGE, celery_client, is_running
-from tools.broker_client import (PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, drain_dead_letters, publish,
-                                 task_message)
+from tools.broker_client import (PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, evidence_mark, publish,
+                                 read_dead_letters, task_message)
 from {{ cookiecutter.package_name }}.topology import MAX_MESSAGE_BYTES
 
 VHOST = "hostile"
@@ -84,6 +84,8 @@ def test_every_hostile_message_is_dead_lettered_or_logged_and_the_worker_survive
     clean_vhost(VHOST)
     worker = workers(VHOST)
     endpoint = rig.endpoint
+    with endpoint.connect(VHOST, "auditor") as auditor:
+        mark = evidence_mark(auditor)              # the evidence from here on is this test's
     messages = corpus()
     expired = task_message(ADD, (1, 2), expires="2000-01-01T00:00:00+00:00")
     with endpoint.connect(VHOST, "producer") as connection:
@@ -103,9 +105,10 @@ def test_every_hostile_message_is_dead_lettered_or_logged_and_the_worker_survive
     letters: dict[str, list[str]] = {}
 
     def all_dead_lettered():
+        letters.clear()
         with endpoint.connect(VHOST, "auditor") as auditor:
-            for properties, _ in drain_dead_letters(auditor):
-                letters.setdefault(properties.message_id, []).extend(death_reasons(properties))
+            for letter in read_dead_letters(auditor, mark):
+                letters.setdefault(letter.properties.message_id, []).extend(death_reasons(letter.properties))
         return expected <= set(letters) or not is_running(worker)
 
     wait_until(all_dead_lettered, timeout=90, what="every hostile message in the dead-letter queue")

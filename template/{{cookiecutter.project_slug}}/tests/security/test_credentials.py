@@ -14,7 +14,7 @@ from pika.exceptions import ChannelClosedByBroker, ProbableAccessDeniedError, Pr
 from tests.harness.readiness import listed_connections, logs, wait_for_log
 from tls import load_private_key
 from tools import settings
-from tools.broker_client import Endpoint, drain_dead_letters, publish, task_exchange, task_message
+from tools.broker_client import Endpoint, publish, read_dead_letters, task_exchange, task_message
 
 controls = pytest.mark.controls
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -126,7 +126,8 @@ OPERATIONS = {
     "delete tasks queue": lambda ch: ch.queue_delete("tasks", if_unused=True, if_empty=True),
     "purge tasks queue": lambda ch: ch.queue_purge("tasks"),
     "declare an exchange": lambda ch: ch.exchange_declare("rogue", "fanout"),
-    "read dead letters": lambda ch: ch.basic_get("dead-letters"),
+    # The evidence is a stream, read by a consumer (with a prefetch, which streams require), never by basic.get.
+    "read dead letters": lambda ch: (ch.basic_qos(prefetch_count=1), ch.basic_consume("dead-letters", lambda *_: None)),
     "declare own reply queue": lambda ch: ch.queue_declare(REPLY_QUEUE, auto_delete=True),
 }
 # What each role may do; every other cell must be refused with 403 ACCESS_REFUSED.
@@ -180,7 +181,8 @@ def test_a_producer_cannot_write_into_the_evidence_queue(stack, vhosts, record_p
         legitimate = attempt(connection, lambda ch: (ch.confirm_delivery(),
                                                      publish(ch, "tasks", *task_message(ADD, (2, 2))[:2])))
     with stack.connect(vhosts[0], "auditor") as auditor:
-        arrived = [p.message_id for p, _ in drain_dead_letters(auditor) if p.message_id == forged.message_id]
+        arrived = [letter.offset for letter in read_dead_letters(auditor)
+                   if letter.properties.message_id == forged.message_id]
     record_property("evidence", f"a producer's publish into dead-letters through each exchange: {outcomes}; "
                                 f"forged letters that arrived: {arrived}; a task through the task exchange: {legitimate}")
     assert outcomes == {"default": "refused 403", task_exchange(): "refused 403"} and not arrived

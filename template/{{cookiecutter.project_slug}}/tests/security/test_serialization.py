@@ -2,8 +2,10 @@
 import time
 
 import pytest
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
-from tools.broker_client import PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, drain_dead_letters, publish_raw
+from tools.broker_client import (PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, evidence_mark, publish,
+                                 publish_raw, read_dead_letters, task_message)
 
 controls = pytest.mark.controls
 # Each payload would create the canary file if a worker deserialized it.
@@ -13,36 +15,47 @@ HOSTILE = {
     "application/x-msgpack": b"\x93\x90\x80\x80",
 }
 REFUSAL = "Refusing to deserialize untrusted content"
+ADD = "{{ cookiecutter.package_name }}.tasks.arithmetic.add"
+EVIDENCE = "dead-letters"
+# What a reader of the evidence might try to destroy it with. Each runs on a connection of its own: RabbitMQ answers
+# the first two with a connection error (540), which ends the connection.
+DESTROY = {
+    "purge": lambda channel: channel.queue_purge(EVIDENCE),
+    "basic.get with auto-ack": lambda channel: channel.basic_get(EVIDENCE, auto_ack=True),
+    "delete": lambda channel: channel.queue_delete(EVIDENCE),
+}
 
 
-def wait_for_dead_letters(stack, vhost: str, expected: int, timeout: float = 30.0) -> list:
-    letters, deadline = [], time.monotonic() + timeout
+def wait_for_dead_letters(stack, vhost: str, expected: int, after: int, timeout: float = 30.0) -> list:
+    """The letters after offset `after`, once there are `expected` of them (or the timeout has passed)."""
+    deadline = time.monotonic() + timeout
     with stack.connect(vhost, "auditor") as connection:
-        while len(letters) < expected and time.monotonic() < deadline:
-            letters += drain_dead_letters(connection)
+        while True:
+            letters = read_dead_letters(connection, after)
+            if len(letters) >= expected or time.monotonic() > deadline:
+                return letters
             time.sleep(0.2)
-    return letters
 
 
 @controls("SER-01", "SER-02")
 def test_non_json_messages_are_refused_dead_lettered_and_never_run(stack, vhosts, celery_client, record_property):
-    published = 0
+    published, marks = 0, {}
     for vhost in vhosts:
         with stack.connect(vhost, "auditor") as auditor:
-            drain_dead_letters(auditor)                                  # start from empty evidence queues
+            marks[vhost] = evidence_mark(auditor)                        # the evidence from here on is this test's
         with stack.connect(vhost, "producer") as connection:
             channel = connection.channel()
             channel.confirm_delivery()
             for queue in ("tasks", "priority"):
                 for content_type, body in HOSTILE.items():
-                    publish_raw(channel, queue, body, content_type, "{{ cookiecutter.package_name }}.tasks.arithmetic.add")
+                    publish_raw(channel, queue, body, content_type, ADD)
                     published += 1
     per_vhost = published // len(vhosts)
     evidence = []
     for vhost in vhosts:
-        letters = wait_for_dead_letters(stack, vhost, per_vhost)
-        reasons = sorted({reason for properties, _ in letters for reason in death_reasons(properties)})
-        types = sorted({properties.content_type for properties, _ in letters})
+        letters = wait_for_dead_letters(stack, vhost, per_vhost, marks[vhost])
+        reasons = sorted({reason for letter in letters for reason in death_reasons(letter.properties)})
+        types = sorted({letter.properties.content_type for letter in letters})
         evidence.append(f"{vhost}: {len(letters)}/{per_vhost} dead-lettered, reasons {reasons}")
         assert len(letters) == per_vhost, evidence[-1]
         assert reasons == ["rejected"] and types == sorted(HOSTILE)
@@ -73,3 +86,43 @@ def test_producer_refuses_to_send_non_json(celery_client, serializer):
     from {{ cookiecutter.package_name }}.tasks.arithmetic import add
     with pytest.raises(ImproperlyConfigured, match=f"refusing to use serializer '{serializer}'"):
         add.apply_async((1, 2), serializer=serializer)
+
+
+def destroy_attempt(connection, action) -> str:
+    try:
+        action(connection.channel())
+    except (ChannelClosedByBroker, ConnectionClosedByBroker) as refused:
+        return f"refused {refused.reply_code} {refused.reply_text}"
+    return "allowed"
+
+
+@controls("SER-04")
+def test_the_evidence_can_be_read_but_not_destroyed_by_its_reader(stack, vhosts, record_property):
+    """The auditor reads the dead-letter stream as often as it likes (reading consumes nothing), but its purge,
+    its destructive get and its delete are refused, and every letter is still there afterwards."""
+    vhost = vhosts[0]
+    with stack.connect(vhost, "auditor") as auditor:
+        mark = evidence_mark(auditor)
+    # One fresh letter, so there is something to lose: a task no worker has, which every layer of the worker refuses
+    # (so no other control's weakening keeps it out of the evidence).
+    with stack.connect(vhost, "producer") as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        publish(channel, "tasks", *task_message("{{ cookiecutter.package_name }}.tasks.no_such_task")[:2])
+    assert len(wait_for_dead_letters(stack, vhost, 1, mark)) == 1
+    with stack.connect(vhost, "auditor") as auditor:
+        before = [letter.offset for letter in read_dead_letters(auditor)]
+        again = [letter.offset for letter in read_dead_letters(auditor)]
+    attempts = {}
+    for name, action in DESTROY.items():
+        with stack.connect(vhost, "auditor") as auditor:
+            attempts[name] = destroy_attempt(auditor, action)
+    with stack.connect(vhost, "auditor") as auditor:
+        after = [letter.offset for letter in read_dead_letters(auditor)]
+    record_property("evidence", f"{len(before)} letters read twice ({len(again)} the second time); the auditor's "
+                                f"attempts: {attempts}; afterwards {len(after)} letters, the first {len(before)} "
+                                f"unchanged: {after[:len(before)] == before}")
+    assert again == before and after[:len(before)] == before           # the legitimate path: reading takes nothing
+    assert attempts["purge"].startswith("refused 540 NOT_IMPLEMENTED - queue.purge not supported by stream queues")
+    assert attempts["basic.get with auto-ack"].startswith("refused 540 NOT_IMPLEMENTED - basic.get not supported")
+    assert attempts["delete"].startswith(f"refused 403 ACCESS_REFUSED - configure access to queue '{EVIDENCE}'")

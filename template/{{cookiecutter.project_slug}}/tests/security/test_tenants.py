@@ -9,7 +9,7 @@ import pytest
 from pika.exceptions import ConnectionClosedByBroker, ProbableAccessDeniedError
 
 from tests.harness.readiness import logs, wait_for_connection_room, wait_until
-from tools.broker_client import death_reasons, drain_dead_letters, publish, task_message
+from tools.broker_client import death_reasons, evidence_mark, publish, read_dead_letters, task_message
 from {{ cookiecutter.package_name }} import allowlist, topology
 
 controls = pytest.mark.controls
@@ -133,13 +133,13 @@ def allow_list_cases(stack, vhosts) -> list[tuple[str, str, tuple, str | None]]:
     return cases
 
 
-def check_outcomes(stack, sent, auditors) -> list[str]:
+def check_outcomes(stack, sent, auditors, marks) -> list[str]:
     """Wait for each placement's outcome: run (the worker's log) or refused (its log line and dead letter)."""
     letters: dict[str, list[str]] = {}
 
     def dead_lettered(vhost, message_id):
-        for properties, _ in drain_dead_letters(auditors[vhost]):
-            letters[properties.message_id] = death_reasons(properties)
+        for letter in read_dead_letters(auditors[vhost], marks[vhost]):
+            letters[letter.properties.message_id] = death_reasons(letter.properties)
         return message_id in letters
 
     evidence = []
@@ -165,9 +165,10 @@ def check_outcomes(stack, sent, auditors) -> list[str]:
 def test_a_task_runs_only_for_its_tenant_and_from_its_queue(stack, vhosts, record_property):
     """Each producer publishes valid calls into its own vhost: those the allow-lists permit run; the others are
     dead-lettered as not allowed, never run, and the workers keep going."""
+    marks = {}
     for vhost in vhosts:
         with stack.connect(vhost, "auditor") as auditor:
-            drain_dead_letters(auditor)                                  # start from empty evidence queues
+            marks[vhost] = evidence_mark(auditor)                        # the evidence from here on is this test's
     sent = []
     for number, (vhost, queue, (task, kwargs), refusal) in enumerate(allow_list_cases(stack, vhosts)):
         message_id = f"ten-03-{number}"
@@ -180,7 +181,7 @@ def test_a_task_runs_only_for_its_tenant_and_from_its_queue(stack, vhosts, recor
         sent.append((vhost, queue, task.rsplit(".", 1)[-1], refusal, task_id, message_id))
     with ExitStack() as held:         # one auditor connection per vhost for all polls (the auditor's limit is 2)
         auditors = {vhost: held.enter_context(stack.connect(vhost, "auditor")) for vhost in vhosts}
-        evidence = check_outcomes(stack, sent, auditors)
+        evidence = check_outcomes(stack, sent, auditors, marks)
     for worker in stack.workers.values():
         worker.reload()
         assert worker.status == "running"

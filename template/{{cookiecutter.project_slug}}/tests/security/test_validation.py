@@ -10,7 +10,7 @@ from pika.exceptions import ChannelClosedByBroker
 
 from tests import schema_oracle
 from tests.harness.readiness import WORKER_READY, logs, wait_until
-from tools.broker_client import death_reasons, drain_dead_letters, publish, task_exchange, task_message
+from tools.broker_client import death_reasons, evidence_mark, publish, read_dead_letters, task_exchange, task_message
 from {{ cookiecutter.package_name }}.topology import MAX_MESSAGE_BYTES
 
 controls = pytest.mark.controls
@@ -180,7 +180,7 @@ def test_forged_task_headers_are_dead_lettered_and_never_run(stack, vhosts, reco
     endpoint, vhost = stack.endpoint, vhosts[0]
     worker = stack.workers[vhost]
     with stack.connect(vhost, "auditor") as auditor:
-        drain_dead_letters(auditor)                              # start from an empty evidence queue
+        mark = evidence_mark(auditor)                            # the evidence from here on is this test's
     messages = forged_headers()
     with endpoint.connect(vhost, "producer") as connection:
         channel = connection.channel()
@@ -192,8 +192,9 @@ def test_forged_task_headers_are_dead_lettered_and_never_run(stack, vhosts, reco
 
     with stack.connect(vhost, "auditor") as auditor:       # one connection for all polls (auditor limit: 2)
         def all_dead_lettered():
-            for properties, _ in drain_dead_letters(auditor):
-                letters.setdefault(properties.message_id, []).extend(death_reasons(properties))
+            letters.clear()
+            for letter in read_dead_letters(auditor, mark):
+                letters.setdefault(letter.properties.message_id, []).extend(death_reasons(letter.properties))
             return set(letters) >= {f"forged-{name}" for name in messages}
 
         wait_until(all_dead_lettered, timeout=60, what="every forged message in the dead-letter queue")

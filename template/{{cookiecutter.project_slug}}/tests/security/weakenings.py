@@ -48,6 +48,8 @@ EXPECTED_FAILURES = {
     "envsecret": {"CRED-04"},
     "additivedefinitions": {"CRED-05"},
     "pickle": {"SER-01", "SER-02"},
+    # "Streams are new to us": the evidence an ordinary queue again, which any reader may purge.
+    "purgeableevidence": {"SER-04"},
     "pickleproducer": {"SER-03"},
     "novalidation": {"VAL-01", "VAL-02"},
     "noheaderpolicy": {"VAL-04"},
@@ -191,7 +193,8 @@ class Weakening:
         return self.scratch.write("weakening.compose.yaml", yaml.safe_dump(override, sort_keys=False))
 
     def definitions(self) -> dict | None:
-        if self.name not in ("guest", "crosstenant", "fullperms", "unboundedqueues", "nouserlimits"):
+        if self.name not in ("guest", "crosstenant", "fullperms", "unboundedqueues", "nouserlimits",
+                             "purgeableevidence"):
             return None
         definitions = json.loads((self.stack.project_dir / "secrets" / "definitions.json").read_text())
         vhosts, grants = self.stack.vhosts, definitions["permissions"]
@@ -207,6 +210,10 @@ class Weakening:
             foreign = vhosts[1] if len(vhosts) > 1 else "/"
             definitions["vhosts"] += [{"name": "/"}] if foreign == "/" else []
             grants.append(dict(first_producer, vhost=foreign))
+        elif self.name == "purgeableevidence":
+            for queue in definitions["queues"]:
+                if queue["name"] == self.stack.topology.DEAD_LETTER_QUEUE:
+                    queue["arguments"] = {"x-queue-type": "classic", "x-max-length": 100_000, "x-overflow": "drop-head"}
         elif self.name == "fullperms":
             # The ubiquitous ".*" grant, e.g. because reply queues have unpredictable names.
             first_producer.update(configure=".*", write=".*", read=".*")
