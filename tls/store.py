@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -109,6 +110,24 @@ def write_atomic(
             raise ChownRequired([command])
         pending_chowns.append(command)
     return path
+
+
+def write_in_place(path: Path, data: bytes) -> Path:
+    """Rewrite an existing file's content, keeping its inode, owner, mode and ACL.
+
+    A container sees a compose secret through a bind mount of the file's inode: a file replaced by rename stays
+    invisible to it until it is recreated, while one rewritten in place is what the broker reads at its next
+    handshake after `broker-boot reload-tls`. (The caller keeps a copy to restore from: the write is not atomic.)"""
+    return _overwrite(path, data)
+
+
+def _overwrite(path: Path, data: bytes) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -253,7 +272,10 @@ def _write_new_pair(pki_dir: Path, name: str, key, cert, owner: Owner | None) ->
 def rotate(
     pki_dir: Path, name: str, owners: dict[str, Owner] | None = None, valid_days: int | None = None
 ) -> Rotation:
-    """Re-issue leaf `name` with a new key and the same subject/SANs/EKU; the old pair goes to archive/."""
+    """Re-issue leaf `name` with a new key and the same subject/SANs/EKU; a copy of the old pair goes to archive/.
+
+    The files are rewritten in place, so a running container that mounts them sees the new pair: the broker after
+    `broker-boot reload-tls` (no restart, no connection dropped), a client at its next connection."""
     pki_dir = _require_dir(pki_dir)
     if name == CA:
         raise PKIError(
@@ -278,18 +300,18 @@ def rotate(
         raise PKIError(f"{old_cert_path} is neither a server nor a client certificate; re-issue it by hand.")
 
     owner = check_owner((owners or {}).get(name))
-    if owner is None and old_key_path.exists():
-        # Keep the key readable by whoever could read the old one (e.g. a container user).
-        st = old_key_path.stat()
-        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
-            owner = (st.st_uid, st.st_gid)
 
-    # Signed before anything moves: an unusable CRL stops the rotation while the PKI is still as it was.
+    # Signed before anything is written: an unusable CRL stops the rotation while the PKI is still as it was.
     crl = _crl_adding(pki_dir, ca_key, ca_cert, [old])
-    archive_dir = _archive(pki_dir, [old_cert_path, old_key_path])
+    archive_dir = _archive(pki_dir, [old_cert_path, old_key_path], keep=True)
     chown_required = None
     try:
-        written = _write_new_pair(pki_dir, name, key, cert, owner)
+        # In place (same inode, owner, mode and ACL: whoever could read the old key reads the new one).
+        written = [write_in_place(old_key_path, private_key_pem(key)), write_in_place(old_cert_path, cert_pem(cert))]
+        if owner is not None:
+            pending: list[str] = []
+            _chown(old_key_path, owner, pending)
+            _raise_pending_chowns(pending)
     except ChownRequired as exc:
         chown_required = exc  # the new pair is in place; only its ownership is left to the user (raised below)
     except BaseException:
@@ -364,20 +386,36 @@ def _write_crl_file(pki_dir: Path, ca_cert: x509.Certificate, crl: x509.Certific
     return write_atomic(path, crl_pem(crl), CRL_MODE, overwrite=True)
 
 
-def _archive(pki_dir: Path, paths: list[Path]) -> Path:
+def _archive(pki_dir: Path, paths: list[Path], keep: bool = False) -> Path:
+    """Move `paths` into a new archive/<time>/ directory, or copy them there (`keep`: they are rewritten in place)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     archive_dir = pki_dir / "archive" / stamp
     archive_dir.mkdir(parents=True, mode=0o700)  # fails rather than mixing into an existing archive
     for path in paths:
-        if path.exists():
+        if path.exists() and keep:
+            write_atomic(archive_dir / path.name, path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+        elif path.exists():
             os.replace(path, archive_dir / path.name)
     return archive_dir
 
 
 def _restore(archive_dir: Path, pki_dir: Path) -> None:
+    """Put an archived pair back (in place where the file still exists, so mounts keep following it)."""
     for path in archive_dir.iterdir():
-        os.replace(path, pki_dir / path.name)
+        target = pki_dir / path.name
+        if target.exists():
+            _overwrite(target, path.read_bytes())
+            path.unlink()
+        else:
+            os.replace(path, target)
     archive_dir.rmdir()
+
+
+def _chown(path: Path, owner: Owner, pending: list[str]) -> None:
+    try:
+        os.chown(path, *owner)
+    except PermissionError:
+        pending.append(_chown_command(path, owner))
 
 
 def check_crl(pki_dir: Path) -> tuple[bool, str]:

@@ -423,10 +423,20 @@ def test_rotate_restores_old_pair_on_failure(pki: Path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tls.store, "write_atomic", full_disk)
+    monkeypatch.setattr(tls.store, "write_in_place", full_disk)
     with pytest.raises(OSError):
         rotate(pki, "worker")
     assert snapshot(pki) == before
+
+
+def test_rotate_rewrites_the_pair_in_place(pki: Path):
+    """A container mounts a secret file by inode: the rotated pair must be the same files, with the same mode."""
+    inodes = {name: (pki / name).stat().st_ino for name in ("broker.crt", "broker.key")}
+    old_serial = describe(pki / "broker.crt")["serial"]
+    rotate(pki, "broker")
+    assert {name: (pki / name).stat().st_ino for name in inodes} == inodes
+    assert describe(pki / "broker.crt")["serial"] != old_serial
+    assert mode(pki / "broker.key") == 0o600 and mode(pki / "broker.crt") == 0o644
 
 
 # --- CLI ------------------------------------------------------------------------------------------

@@ -12,6 +12,11 @@
 # `broker-boot reconcile` does the same on a running broker after you edit the definitions: import them, then
 # remove what they no longer list (docker compose exec broker broker-boot reconcile).
 #
+# `broker-boot reload-tls` makes the running broker read its certificate and key files again, after
+# `python -m tls rotate broker` rewrote them in place: new handshakes present the new certificate, connections
+# already open keep theirs, nothing restarts (TLS-07). Erlang caches the PEM files it has read; clearing that
+# cache is RabbitMQ's documented way to rotate them.
+#
 # `broker-boot health` is the image's healthcheck: definitions reconciled, the node running, and in its output
 # (which `docker inspect` keeps) when the broker's certificate expires; unhealthy once it has.
 set -eu
@@ -96,6 +101,13 @@ if [ "${1:-}" = health ]; then
     rabbitmq-diagnostics -q check_running
     certificate_expiry
     exit $?
+fi
+
+if [ "${1:-}" = reload-tls ]; then
+    rabbitmqctl -q eval 'ssl:clear_pem_cache().' >/dev/null
+    serial=$(openssl x509 -in "$CERTIFICATE" -noout -serial)
+    say "TLS files reloaded: new handshakes present the certificate with ${serial}; $(certificate_expiry || true)"
+    exit 0
 fi
 
 if [ "${1:-}" = reconcile ]; then

@@ -42,12 +42,28 @@ def run_demo_client(project: ComposeProject, vhost: str) -> None:
     done(started)
 
 
+PICKLE_CONTENT_TYPE = "application/x-python-serialize"
+
+
 def wait_for_log_line(container, needle: str, since: int) -> None:
     deadline = time.monotonic() + REFUSAL_TIMEOUT_SECONDS
     while needle not in container.logs(since=since).decode(errors="replace"):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the worker did not log {needle!r} within {REFUSAL_TIMEOUT_SECONDS} s")
         time.sleep(0.5)
+
+
+def pickle_letters(connection) -> list:
+    """The dead-letter evidence once the refused pickle is in it (the worker's refusal is logged a moment before
+    the broker has routed the rejected message into the stream)."""
+    deadline = time.monotonic() + REFUSAL_TIMEOUT_SECONDS
+    while True:
+        letters = broker_client.read_dead_letters(connection)
+        if any(letter.properties.content_type == PICKLE_CONTENT_TYPE for letter in letters):
+            return letters
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the refused pickle did not reach the dead-letter stream within {REFUSAL_TIMEOUT_SECONDS} s")
+        time.sleep(0.2)
 
 
 def pickle_attack(project: ComposeProject, stack: settings.StackSettings, vhost: str) -> None:
@@ -60,14 +76,14 @@ def pickle_attack(project: ComposeProject, stack: settings.StackSettings, vhost:
         channel = connection.channel()
         channel.confirm_delivery()
         # A real task name: the worker gets as far as decoding the body, where JSON-only stops it.
-        broker_client.publish_raw(channel, "tasks", broker_client.PICKLE_PAYLOAD, "application/x-python-serialize",
+        broker_client.publish_raw(channel, "tasks", broker_client.PICKLE_PAYLOAD, PICKLE_CONTENT_TYPE,
                                   f"{stack.package}.tasks.arithmetic.add")
     wait_for_log_line(worker, REFUSAL_LOG_LINE, since)
     print(f"    worker log: '{REFUSAL_LOG_LINE} of type ...' (the message was never decoded)")
     canary = worker.exec_run(["test", "-e", broker_client.PICKLE_CANARY_PATH]).exit_code == 0
     print(f"    canary {broker_client.PICKLE_CANARY_PATH} in the worker: {'PRESENT (!)' if canary else 'absent'}")
     with endpoint.connect(vhost, "auditor") as connection:
-        letters = broker_client.read_dead_letters(connection)
+        letters = pickle_letters(connection)
     print(f"    dead-letters stream (read as {vhost}-auditor, who cannot purge it) holds {len(letters)} message(s):")
     for letter in letters:
         # The forged invalid call is here too: a failed task is dead-lettered, not acked away.

@@ -44,10 +44,22 @@ def revocations():
 
 
 @pytest.fixture(scope="session")
-def stack(weakening, revocations):
+def broker_tls():
+    """A copy of the project's PKI directory (its archive aside) whose broker pair the test stack's broker mounts:
+    the certificate-rotation test rotates it with the PKI tooling, never the project's own pair."""
+    scratch = ScratchFiles("broker-tls-")
+    shutil.copytree(PROJECT_DIR / "pki", scratch.path / "pki", ignore=shutil.ignore_patterns("archive"))
+    try:
+        yield scratch.path / "pki"
+    finally:
+        scratch.remove()
+
+
+@pytest.fixture(scope="session")
+def stack(weakening, revocations, broker_tls):
     overrides = (weakening.override_file(),) if weakening else ()
     running = stack_under_test(PROJECT_DIR, "security", overrides=overrides,
-                               variables={"CRL_DIR": str(revocations / "crl")})
+                               variables={"CRL_DIR": str(revocations / "crl"), "BROKER_TLS_DIR": str(broker_tls)})
     try:
         yield running.start()
     finally:

@@ -6,6 +6,8 @@ import warnings
 from functools import cache
 from pathlib import Path
 
+from cryptography import x509
+
 from tools.broker_client import Endpoint
 
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -29,6 +31,15 @@ def amqp_over_tls(port: int, context: ssl.SSLContext, server_name: str,
                 return False, f"connection closed without AMQP reply ({reply!r})"
     except (ssl.SSLError, OSError) as exc:
         return False, f"{type(exc).__name__}: {exc}"
+
+
+def presented_certificate(port: int, context: ssl.SSLContext, server_name: str) -> x509.Certificate:
+    """The certificate the broker presents to a new handshake."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
 
 
 def tls_session(port: int, context: ssl.SSLContext, server_name: str) -> ssl.SSLSession | None:
