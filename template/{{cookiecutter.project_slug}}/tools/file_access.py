@@ -10,6 +10,7 @@ nothing is needed there.
 from __future__ import annotations
 
 import os
+import re
 import platform
 import struct
 from pathlib import Path
@@ -66,9 +67,15 @@ def grant(path: Path, uids: set[int], permissions: int) -> None:
                                      "filesystem with POSIX ACLs (ext4, xfs, btrfs) or bake as root") from None
 
 
+def with_defaults(value: str) -> str:
+    """`${NAME:-default}` in a path of compose.yaml as parsed, resolved as compose does (the variable if set and not
+    empty, else the default); `compose config` output has none left."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda match: os.environ.get(match[1]) or match[2], value)
+
+
 def secret_readers(compose: dict, project_dir: Path) -> dict[Path, set[int]]:
     """{secret file: uids that mount it}, from a compose model (compose.yaml as parsed, or `compose config`)."""
-    files = {name: (project_dir / spec["file"]).resolve()
+    files = {name: (project_dir / with_defaults(spec["file"])).resolve()
              for name, spec in (compose.get("secrets") or {}).items() if "file" in spec}
     readers: dict[Path, set[int]] = {path: set() for path in files.values()}
     for name, service in (compose.get("services") or {}).items():

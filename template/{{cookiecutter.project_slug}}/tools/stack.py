@@ -111,12 +111,14 @@ def main(argv=None) -> int:
         elif args.command == "down":
             project.down(capture=False)
         else:
-            up(project)
-            run_demo_client(project, stack.vhosts[0])
-            pickle_attack(project, stack, stack.vhosts[0])
-            if args.down:
-                project.down(capture=False)
-            else:
+            try:
+                up(project)
+                run_demo_client(project, stack.vhosts[0])
+                pickle_attack(project, stack, stack.vhosts[0])
+            finally:
+                if args.down:                 # also after a failure: a half-run demo leaves nothing running
+                    project.down(capture=False)
+            if not args.down:
                 print("The stack is still up. Stop it with: python -m tools.stack down")
     except (ComposeError, StepError, RuntimeError, settings.SettingsError, docker.errors.DockerException) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)

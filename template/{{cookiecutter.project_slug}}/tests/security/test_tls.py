@@ -2,6 +2,7 @@
 without downtime (TLS-01..07)."""
 import datetime as dt
 import http.client
+import itertools
 import socket
 import ssl
 import threading
@@ -340,7 +341,7 @@ class SteadyTraffic(threading.Thread):
         return sum(done > moment for done in self.completed)
 
     def longest_gap(self) -> float:
-        return max((b - a for a, b in zip(self.completed, self.completed[1:])), default=0.0)
+        return max((later - earlier for earlier, later in itertools.pairwise(self.completed)), default=0.0)
 
 
 @controls("TLS-07")
