@@ -2,7 +2,9 @@
 identity its own certificate (CRED-01..04, CRED-06)."""
 import base64
 import re
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import docker
@@ -20,19 +22,35 @@ controls = pytest.mark.controls
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ROLES = ("worker", "producer", "auditor")
 LOGIN = settings.load(PROJECT_DIR).login
+# Connections opened and closed one after another (the auditor's limit is 2): a short heartbeat bounds how long the
+# broker keeps counting one after it closed, when it misses the socket's end behind Docker's port proxy.
+BRIEF_HEARTBEAT = 15
 REPLY_QUEUE = "0b7c9a52-3f4e-4d7a-9c1e-2a5b6c7d8e9f"   # shaped like a Celery rpc reply queue
 ADD = "{{ cookiecutter.package_name }}.tasks.arithmetic.add"
 
 
+def refusals(attempts: dict) -> dict:
+    """Run each connection attempt at once (a refused login costs about 3 s: the broker waits before it closes):
+    {name: the exception it raised, or "accepted" (the connection is closed again)}."""
+    def outcome(attempt):
+        try:
+            attempt().close()
+        except Exception as exc:           # noqa: BLE001 - the refusal itself is the result
+            return exc
+        return "accepted"
+    with ThreadPoolExecutor(len(attempts)) as pool:
+        futures = {name: pool.submit(outcome, attempt) for name, attempt in attempts.items()}
+    return {name: future.result() for name, future in futures.items()}
+
+
 @controls("CRED-01")
-@pytest.mark.parametrize("vhost", ["/", "FIRST"])
-def test_guest_is_refused(stack, vhosts, vhost, record_property):
-    vhost = vhosts[0] if vhost == "FIRST" else vhost
-    with pytest.raises(ProbableAuthenticationError) as caught:
-        # With a project certificate (anything else ends at the TLS handshake, TLS-03): guest meets the login.
-        stack.endpoint.connect(vhost, "producer", user="guest", password="guest",
-                               certificate=stack.stack.topology.user_name(vhosts[0], "producer"))
-    record_property("evidence", f"guest on {vhost!r}: {caught.value!r}")
+def test_guest_is_refused(stack, vhosts, record_property):
+    # With a project certificate (anything else ends at the TLS handshake, TLS-03): guest meets the login.
+    outcomes = refusals({vhost: partial(stack.endpoint.connect, vhost, "producer", user="guest", password="guest",
+                                        certificate=stack.stack.topology.user_name(vhosts[0], "producer"))
+                         for vhost in ("/", vhosts[0])})
+    record_property("evidence", f"guest: {outcomes}")
+    assert all(isinstance(outcome, ProbableAuthenticationError) for outcome in outcomes.values()), outcomes
 
 
 @controls("CRED-02")
@@ -50,11 +68,11 @@ def test_every_user_is_refused_on_every_other_vhost(stack, vhosts, record_proper
 
 
 @controls("CRED-02")
-@pytest.mark.parametrize("role", ROLES)
-def test_wrong_password_is_refused(stack, vhosts, role, record_property):
-    with pytest.raises(ProbableAuthenticationError) as caught:
-        stack.endpoint.connect(vhosts[0], role, password="not-the-password-" + "x" * 30)
-    record_property("evidence", repr(caught.value))
+def test_wrong_password_is_refused(stack, vhosts, record_property):
+    outcomes = refusals({role: partial(stack.endpoint.connect, vhosts[0], role, password="not-the-password-" + "x" * 30)
+                         for role in ROLES})
+    record_property("evidence", f"{outcomes}")
+    assert all(isinstance(outcome, ProbableAuthenticationError) for outcome in outcomes.values()), outcomes
 
 
 @controls("CRED-07")
@@ -68,7 +86,8 @@ def test_a_certificate_logs_in_only_as_its_own_identity(stack, vhosts, record_pr
     for holder in ROLES:
         for claimed in ROLES:
             certificate = user_name(vhost, holder)
-            with stack.connect(vhost, holder, user=user_name(vhost, claimed), certificate=certificate) as connection:
+            with stack.connect(vhost, holder, user=user_name(vhost, claimed), certificate=certificate,
+                               heartbeat=BRIEF_HEARTBEAT) as connection:
                 rows = listed_connections(stack.broker, "user", "peer_cert_subject", "state") or []
                 users = sorted({user for user, subject, state in rows
                                 if subject == f"CN={certificate}" and state == "running"})
@@ -81,25 +100,25 @@ def test_a_certificate_logs_in_only_as_its_own_identity(stack, vhosts, record_pr
 
 
 @controls("CRED-07")
-@pytest.mark.parametrize("role", ROLES)
-def test_the_broker_accepts_only_the_baked_login(stack, vhosts, role, record_property):
+def test_the_broker_accepts_only_the_baked_login(stack, vhosts, record_property):
     """Certificate login: a password login (SASL PLAIN) is refused before any user is looked up, whatever the
     password. Password login: a certificate alone (SASL EXTERNAL) is refused. The baked login works (legitimate).
     The broker just drops such a connection (pika sees the stream end), so the refusal is read from its log."""
     endpoint, vhost = stack.endpoint, vhosts[0]
-    with stack.connect(vhost, role):
-        pass
+    for role in ROLES:
+        with stack.connect(vhost, role, heartbeat=BRIEF_HEARTBEAT):
+            pass
     other = {"password": "a-guessed-password-" + "x" * 24} if LOGIN == "certificate" else {"certificate_only": True}
     # PLAIN is built in, so the broker knows it and refuses it; EXTERNAL's plugin is not even enabled for passwords.
     refusal = ("invalid authentication mechanism 'PLAIN'" if LOGIN == "certificate"
                else "unknown authentication mechanism 'EXTERNAL'")
     seen = logs(stack.broker).count(refusal)
-    with pytest.raises(ProbableAuthenticationError) as caught:
-        endpoint.connect(vhost, role, **other)
+    outcomes = refusals({role: partial(endpoint.connect, vhost, role, **other) for role in ROLES})
+    assert all(isinstance(outcome, ProbableAuthenticationError) for outcome in outcomes.values()), outcomes
     # Logged as the broker drops the connection, before the client sees it end: 10 s is ample, and short when absent.
-    wait_for_log(stack.broker, refusal, timeout=10, occurrences=seen + 1)
+    wait_for_log(stack.broker, refusal, timeout=10, occurrences=seen + len(ROLES))
     line = next(line for line in reversed(logs(stack.broker).splitlines()) if refusal in line)
-    record_property("evidence", f"{LOGIN} login accepted for {vhost}-{role}; the other: {caught.value!r}; broker: "
+    record_property("evidence", f"{LOGIN} login accepted for every role of {vhost}; the other: {outcomes}; broker: "
                                 f"{line.strip()[:300]}")
 
 

@@ -125,7 +125,8 @@ def test_the_evidence_can_be_read_but_not_destroyed_by_its_reader(stack, vhosts,
     record_property("evidence", f"{len(before)} letters read twice ({len(again)} the second time); the auditor's "
                                 f"attempts: {attempts}; afterwards {len(after)} letters, the first {len(before)} "
                                 f"unchanged: {after[:len(before)] == before}")
-    assert again == before and after[:len(before)] == before           # the legitimate path: reading takes nothing
+    # The legitimate path: reading takes nothing (later letters, e.g. an earlier test's failed tasks, may follow).
+    assert again[:len(before)] == before and after[:len(before)] == before
     assert attempts["purge"].startswith("refused 540 NOT_IMPLEMENTED - queue.purge not supported by stream queues")
     assert attempts["basic.get with auto-ack"].startswith("refused 540 NOT_IMPLEMENTED - basic.get not supported")
     assert attempts["delete"].startswith(f"refused 403 ACCESS_REFUSED - configure access to queue '{EVIDENCE}'")
