@@ -173,19 +173,20 @@ class DeadLetter:
     body: bytes
 
 
-def read_dead_letters(connection, after: int = -1, timeout: float = 30) -> list[DeadLetter]:
+def read_dead_letters(connection, after: int = -1, through: int = -1, timeout: float = 30) -> list[DeadLetter]:
     """The dead-letter evidence after offset `after` (all of it by default), read as the auditor.
 
     The evidence is a stream: reading it consumes nothing, so every reader sees every letter, and `after` (the
     offset of the last letter seen, evidence_mark) picks out the new ones. Its size at the start (a passive declare)
-    says how many letters a read from the first retained one delivers; `timeout` only bounds a broker that stops
-    delivering. A stack older than the stream (or weakened) has an ordinary queue: its messages are taken, as they
+    says how many letters a read from the first retained one delivers at least: RabbitMQ refreshes a stream's count
+    every few seconds, so it can lag, and a reader that knows a letter exists passes its offset as `through` to
+    read at least that far. `timeout` only bounds a broker that stops delivering. A stack older than the stream (or weakened) has an ordinary queue: its messages are taken, as they
     always were there, and `after` does not apply."""
     channel = connection.channel()
     queue = dead_letter_queue()
     total = channel.queue_declare(queue, passive=True).method.message_count
     letters: list[DeadLetter] = []
-    if total:
+    if total or through >= 0:
         def take(channel_, method, properties, body):
             offset = (properties.headers or {}).get("x-stream-offset")
             letters.append(DeadLetter(-1 if offset is None else int(offset), properties, body))
@@ -201,7 +202,7 @@ def read_dead_letters(connection, after: int = -1, timeout: float = 30) -> list[
             channel.basic_qos(prefetch_count=500)
             tag = channel.basic_consume(queue, take)
         deadline = time.monotonic() + timeout
-        while len(letters) < total:
+        while len(letters) < total or max((letter.offset for letter in letters), default=-1) < through:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{queue} holds {total} letters; {len(letters)} delivered in {timeout} s")
             connection.process_data_events(time_limit=0.2)
