@@ -180,8 +180,9 @@ def read_dead_letters(connection, after: int = -1, through: int = -1, timeout: f
     offset of the last letter seen, evidence_mark) picks out the new ones. Its size at the start (a passive declare)
     says how many letters a read from the first retained one delivers at least: RabbitMQ refreshes a stream's count
     every few seconds, so it can lag, and a reader that knows a letter exists passes its offset as `through` to
-    read at least that far. `timeout` only bounds a broker that stops delivering. A stack older than the stream (or weakened) has an ordinary queue: its messages are taken, as they
-    always were there, and `after` does not apply."""
+    read at least that far. `timeout` only bounds a broker that stops delivering. A stack older than the stream
+    (or weakened) has an ordinary queue: its messages are taken, as they always were there, and `after` does not
+    apply."""
     channel = connection.channel()
     queue = dead_letter_queue()
     total = channel.queue_declare(queue, passive=True).method.message_count
