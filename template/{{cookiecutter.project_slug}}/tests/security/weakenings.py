@@ -55,6 +55,9 @@ EXPECTED_FAILURES = {
     "noheaderpolicy": {"VAL-04"},
     "anytask": {"TEN-03"},
     "bigmessages": {"VAL-03"},
+    # "Bind the node and the CLI to loopback" with their own argument variables, as before ERL_AFLAGS: the nodes
+    # the server spawns itself (its epmd monitor's, every minute) listen on every interface again.
+    "distributionargs": {"TLS-05"},
     # "Write the new pair beside the old one and rename it into place" (as `tls rotate` did before TLS-07): the
     # running broker's bind mounts keep the old files, so only a restart would ever serve the new certificate.
     "renamedrotation": {"TLS-07"},
@@ -106,6 +109,10 @@ CONFIG_SWAPS = {
     # what the definitions no longer list switched off, so only the stock, additive import remains.
     "additivedefinitions": {"boot.sh": {"remove_stale() {": "remove_stale() { changes=0; }\nremove_stale_shipped() {"}},
     # "Some clients have no certificate": the broker no longer insists on one (password login: nor checks it).
+    "distributionargs": {"rabbitmq-env.conf": {
+        'export ERL_AFLAGS="-kernel inet_dist_use_interface {127,0,0,1}"':
+            'SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
+            'CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"'}},
     "nopeercert": {"advanced.config": {"{fail_if_no_peer_cert, true},": "{fail_if_no_peer_cert, false},",
                                        **({} if CERTIFICATE_LOGIN else {"{verify, verify_peer},": "{verify, verify_none},"})}},
 }
