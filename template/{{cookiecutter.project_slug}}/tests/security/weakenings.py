@@ -78,9 +78,10 @@ COMPOSE_EDITS = {
     "compose-publicport": ({"TLS-01"}, [(r'"127\.0\.0\.1:\$\{BROKER_TLS_PORT', '"${BROKER_TLS_PORT')]),
     # "The task needs to call an API": the workers' network no longer internal.
     "compose-egress": ({"RUN-06"}, [(r"internal: true", "internal: false")]),
-    # "One worker certificate is simpler": every worker mounts the first tenant's worker key, as before CRED-06.
-    "compose-sharedcert": ({"CRED-06"}, [(r"source: \S+_worker_(cert|key)",
-                                          r"source: {{ cookiecutter.vhosts.split(',')[0] }}_worker_\1")]),
+    # "One certificate per tenant is simpler": each tenant's producer mounts its worker's pair (with certificate
+    # login it is then logged in as the worker: it may consume and read every result). Sharing a pair across tenants
+    # cannot be tried this way: with certificate login that worker is refused on the other vhost (CRED-02).
+    "compose-sharedcert": ({"CRED-06"}, [(r"source: (\S+)_producer_(cert|key)", r"source: \1_worker_\2")]),
 }
 
 # Line swaps in the broker's files (its configuration, and its entry point boot.sh): {weakening: {file in broker/: {line: replacement}}}.
