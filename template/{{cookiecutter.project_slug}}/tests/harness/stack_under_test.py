@@ -5,6 +5,8 @@ The security suite, the resilience suite and the benchmark all start stacks thro
 describes a container itself. Extra containers (a probe, a worker with a test's settings) are `compose run`s of
 a shipped service, changed only where the test says so.
 """
+import os
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -19,6 +21,11 @@ from tests.harness.readiness import BROKER_READY, WORKER_READY, wait_for_connect
 from tools import file_access, images, settings
 from tools.broker_client import Endpoint
 from tools.compose import ComposeProject
+
+
+# Keeps concurrent runs of one suite apart, each under its own compose project `<project>-test-<purpose>-<label>`
+# (the template's weakened runs go two at a time, each in its own copy of a baked project).
+STACK_LABEL_VARIABLE = "TEST_STACK_LABEL"
 
 
 def shipped_worker_command(image: str) -> list[str]:
@@ -122,13 +129,18 @@ class StackUnderTest:
 
 def stack_under_test(project_dir: Path, purpose: str, overrides: tuple[Path, ...] = (), variables: dict | None = None,
                      secrets_dir: Path | None = None, pki_dir: Path | None = None) -> StackUnderTest:
-    """Build the images if needed (cached after the first time) and describe the test stack for `purpose`
-    (its compose project is `<project>-test-<purpose>`); call .start() to bring it up, .stop() to remove it."""
+    """Build the images if needed (cached after the first time) and describe the test stack for `purpose` (its
+    compose project is `<project>-test-<purpose>`, plus `-<label>` under TEST_STACK_LABEL); call .start() to bring
+    it up, .stop() to remove it."""
+    label = os.environ.get(STACK_LABEL_VARIABLE, "")
+    if label and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", label):
+        raise ValueError(f"{STACK_LABEL_VARIABLE}={label!r}: lower-case letters, digits and dashes only "
+                         "(it becomes part of a compose project name)")
     images.build_images(project_dir)
     stack = settings.load(project_dir)
     ports = {"BROKER_TLS_PORT": str(free_loopback_port()), "MANAGEMENT_PORT": str(free_loopback_port())}
     files = (stack.project_dir / "compose.yaml", *overrides)
-    project = ComposeProject(stack.project_dir, f"{stack.project}-test-{purpose}", files,
-                             {**ports, **(variables or {})})
+    name = f"{stack.project}-test-{purpose}" + (f"-{label}" if label else "")
+    project = ComposeProject(stack.project_dir, name, files, {**ports, **(variables or {})})
     return StackUnderTest(stack, project, int(ports["BROKER_TLS_PORT"]), int(ports["MANAGEMENT_PORT"]),
                           secrets_dir=secrets_dir, pki_dir=pki_dir)
