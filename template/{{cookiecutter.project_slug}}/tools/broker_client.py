@@ -3,6 +3,7 @@ import json
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -210,6 +211,19 @@ def read_dead_letters(connection, after: int = -1, through: int = -1, timeout: f
         channel.basic_cancel(tag)
     channel.close()
     return [letter for letter in letters if letter.offset > after or letter.offset == -1]
+
+
+def wait_for_dead_letters(connection, enough: Callable[[list[DeadLetter]], bool], after: int = -1,
+                          timeout: float = 30) -> list[DeadLetter]:
+    """The letters after offset `after` once `enough(letters)` holds, or the last read once `timeout` has passed
+    (the caller judges it). A refused message reaches the evidence a moment after its refusal is logged, and the
+    stream's size a read starts from lags: reading again settles both."""
+    deadline = time.monotonic() + timeout
+    while True:
+        letters = read_dead_letters(connection, after)
+        if enough(letters) or time.monotonic() > deadline:
+            return letters
+        time.sleep(0.2)
 
 
 def evidence_mark(connection) -> int:

@@ -45,25 +45,16 @@ def run_demo_client(project: ComposeProject, vhost: str) -> None:
 PICKLE_CONTENT_TYPE = "application/x-python-serialize"
 
 
+def pickle_among(letters: list) -> bool:
+    return any(letter.properties.content_type == PICKLE_CONTENT_TYPE for letter in letters)
+
+
 def wait_for_log_line(container, needle: str, since: int) -> None:
     deadline = time.monotonic() + REFUSAL_TIMEOUT_SECONDS
     while needle not in container.logs(since=since).decode(errors="replace"):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the worker did not log {needle!r} within {REFUSAL_TIMEOUT_SECONDS} s")
         time.sleep(0.5)
-
-
-def pickle_letters(connection) -> list:
-    """The dead-letter evidence once the refused pickle is in it (the worker's refusal is logged a moment before
-    the broker has routed the rejected message into the stream)."""
-    deadline = time.monotonic() + REFUSAL_TIMEOUT_SECONDS
-    while True:
-        letters = broker_client.read_dead_letters(connection)
-        if any(letter.properties.content_type == PICKLE_CONTENT_TYPE for letter in letters):
-            return letters
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the refused pickle did not reach the dead-letter stream within {REFUSAL_TIMEOUT_SECONDS} s")
-        time.sleep(0.2)
 
 
 def pickle_attack(project: ComposeProject, stack: settings.StackSettings, vhost: str) -> None:
@@ -83,7 +74,7 @@ def pickle_attack(project: ComposeProject, stack: settings.StackSettings, vhost:
     canary = worker.exec_run(["test", "-e", broker_client.PICKLE_CANARY_PATH]).exit_code == 0
     print(f"    canary {broker_client.PICKLE_CANARY_PATH} in the worker: {'PRESENT (!)' if canary else 'absent'}")
     with endpoint.connect(vhost, "auditor") as connection:
-        letters = pickle_letters(connection)
+        letters = broker_client.wait_for_dead_letters(connection, pickle_among, timeout=REFUSAL_TIMEOUT_SECONDS)
     print(f"    dead-letters stream (read as {vhost}-auditor, who cannot purge it) holds {len(letters)} message(s):")
     for letter in letters:
         # The forged invalid call is here too: a failed task is dead-lettered, not acked away.
@@ -92,7 +83,7 @@ def pickle_attack(project: ComposeProject, stack: settings.StackSettings, vhost:
     worker.reload()
     print(f"    worker still running: {worker.status}")
     done(started)
-    if canary or not letters or worker.status != "running":
+    if canary or not pickle_among(letters) or worker.status != "running":
         raise RuntimeError("the pickle attack was not contained")
 
 

@@ -1,11 +1,10 @@
 """JSON only: pickle/yaml/msgpack messages are never decoded, are dead-lettered, and work goes on (SER-01..03)."""
-import time
 
 import pytest
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
 from tools.broker_client import (PICKLE_CANARY_PATH, PICKLE_PAYLOAD, death_reasons, evidence_mark, publish,
-                                 publish_raw, read_dead_letters, task_message)
+                                 publish_raw, read_dead_letters, task_message, wait_for_dead_letters)
 
 controls = pytest.mark.controls
 # Each payload would create the canary file if a worker deserialized it.
@@ -26,18 +25,13 @@ DESTROY = {
 }
 
 
-def wait_for_dead_letters(stack, vhost: str, expected: int, after: int, timeout: float = 30.0,
-                          content_types=None) -> list:
+def letters_after(stack, vhost: str, after: int, expected: int, content_types=None) -> list:
     """The letters after offset `after` (of `content_types` only, if given), once there are `expected` of them (or
-    the timeout has passed). An earlier test's failed tasks may still be arriving in the stream after the mark."""
-    deadline = time.monotonic() + timeout
+    30 s have passed). An earlier test's failed tasks may still be arriving in the stream after the mark."""
+    def wanted(letters):
+        return [letter for letter in letters if content_types is None or letter.properties.content_type in content_types]
     with stack.connect(vhost, "auditor") as connection:
-        while True:
-            letters = [letter for letter in read_dead_letters(connection, after)
-                       if content_types is None or letter.properties.content_type in content_types]
-            if len(letters) >= expected or time.monotonic() > deadline:
-                return letters
-            time.sleep(0.2)
+        return wanted(wait_for_dead_letters(connection, lambda letters: len(wanted(letters)) >= expected, after))
 
 
 @controls("SER-01", "SER-02")
@@ -56,7 +50,7 @@ def test_non_json_messages_are_refused_dead_lettered_and_never_run(stack, vhosts
     per_vhost = published // len(vhosts)
     evidence = []
     for vhost in vhosts:
-        letters = wait_for_dead_letters(stack, vhost, per_vhost, marks[vhost], content_types=HOSTILE)
+        letters = letters_after(stack, vhost, marks[vhost], per_vhost, content_types=HOSTILE)
         reasons = sorted({reason for letter in letters for reason in death_reasons(letter.properties)})
         types = sorted({letter.properties.content_type for letter in letters})
         evidence.append(f"{vhost}: {len(letters)}/{per_vhost} dead-lettered, reasons {reasons}")
@@ -112,7 +106,7 @@ def test_the_evidence_can_be_read_but_not_destroyed_by_its_reader(stack, vhosts,
         channel = connection.channel()
         channel.confirm_delivery()
         publish(channel, "tasks", *task_message("{{ cookiecutter.package_name }}.tasks.no_such_task")[:2])
-    fresh = wait_for_dead_letters(stack, vhost, 1, mark)
+    fresh = letters_after(stack, vhost, mark, 1)
     assert fresh, "the unknown task was not dead-lettered"
     with stack.connect(vhost, "auditor") as auditor:
         before = [letter.offset for letter in read_dead_letters(auditor, through=fresh[-1].offset)]
