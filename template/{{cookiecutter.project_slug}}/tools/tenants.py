@@ -78,6 +78,11 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
     )
 
 
+# Where compose finds certificates and keys: pki/, or a copy of it under PKI_DIR (a test stack rotates and revokes
+# there, never in the project's own).
+PKI_FILES = "${PKI_DIR:-./pki}"
+
+
 def secret_key(vhost: str, role: str) -> str:
     return f"{vhost}_{role}"
 
@@ -86,8 +91,8 @@ def render_secrets(stack: settings.StackSettings, vhost: str) -> str:
     lines = ["  # Each identity its own certificate (subject = its broker user) and key: nothing shared between tenants."]
     for role in ("worker", "producer"):
         user = stack.topology.user_name(vhost, role)
-        lines += [f"  {secret_key(vhost, role)}_cert:", f"    file: ./pki/{user}.crt",
-                  f"  {secret_key(vhost, role)}_key:", f"    file: ./pki/{user}.key"]
+        lines += [f"  {secret_key(vhost, role)}_cert:", f"    file: {PKI_FILES}/{user}.crt",
+                  f"  {secret_key(vhost, role)}_key:", f"    file: {PKI_FILES}/{user}.key"]
     for role in ("worker", "producer") if stack.passwords else ():
         lines += [f"  {secret_key(vhost, role)}_password:",
                   f"    file: ./secrets/{stack.topology.user_name(vhost, role)}.password"]

@@ -32,22 +32,10 @@ def weakening():
 
 
 @pytest.fixture(scope="session")
-def revocations():
-    """A PKI directory holding only a copy of the project's crl/, which the test stack's broker reads: tests revoke
-    their own throwaway certificates there (with the PKI tooling), never in the project's real CRL."""
-    scratch = ScratchFiles("revocations-")
-    shutil.copytree(PROJECT_DIR / "pki" / "crl", scratch.path / "crl")
-    try:
-        yield scratch.path
-    finally:
-        scratch.remove()
-
-
-@pytest.fixture(scope="session")
-def broker_tls():
-    """A copy of the project's PKI directory (its archive aside) whose broker pair the test stack's broker mounts:
-    the certificate-rotation test rotates it with the PKI tooling, never the project's own pair."""
-    scratch = ScratchFiles("broker-tls-")
+def test_pki():
+    """A copy of the project's pki/ (its archive aside) that the test stack mounts instead (PKI_DIR): tests revoke
+    throwaway certificates and rotate pairs there with the PKI tooling, never in the project's own."""
+    scratch = ScratchFiles("pki-")
     shutil.copytree(PROJECT_DIR / "pki", scratch.path / "pki", ignore=shutil.ignore_patterns("archive"))
     try:
         yield scratch.path / "pki"
@@ -56,10 +44,11 @@ def broker_tls():
 
 
 @pytest.fixture(scope="session")
-def stack(weakening, revocations, broker_tls):
+def stack(weakening, test_pki):
     overrides = (weakening.override_file(),) if weakening else ()
-    running = stack_under_test(PROJECT_DIR, "security", overrides=overrides,
-                               variables={"CRL_DIR": str(revocations / "crl"), "BROKER_TLS_DIR": str(broker_tls)})
+    # Tests log in with the copy's pairs too: a pair rotated there is the one they then present.
+    running = stack_under_test(PROJECT_DIR, "security", overrides=overrides, variables={"PKI_DIR": str(test_pki)},
+                               pki_dir=test_pki)
     try:
         yield running.start()
     finally:

@@ -3,10 +3,12 @@ without downtime (TLS-01..07)."""
 import datetime as dt
 import http.client
 import itertools
+import os
 import socket
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from kombu import Connection
 
-from tests.harness.readiness import WORKER_READY, first_log_line_with, logs, wait_until
+from tests.harness.readiness import WORKER_READY, first_log_line_with, listed_connections, logs, wait_until
 from tests.security.probes import (amqp_over_tls, client_context, group_probe, is_loopback, legacy_context,
                                    listeners, listeners_while_running, local_handshake, presented_certificate,
                                    tls_session)
@@ -23,6 +25,7 @@ from tls import (bootstrap_pki, issue_client_certificate, issue_server_certifica
 from tools.broker_client import publish, task_message
 from tls.certificates import create_ca
 from tls.keys import private_key_pem
+from tls.revocation import crl_path
 
 controls = pytest.mark.controls
 # Key-exchange groups the broker may agree (rabbitmq.conf ssl_options.eccs): X25519 and the NIST P-256/P-384
@@ -176,9 +179,9 @@ def throwaway_client(pki: Path, directory: Path, name: str,
     return cert, context
 
 
-def revoke_for_the_test_stack(pki: Path, revocations: Path, cert: x509.Certificate) -> None:
-    """Revoke `cert` in the CRL the test stack's broker reads (a copy of the project's), with the PKI tooling."""
-    write_crl(revocations, load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), [cert])
+def revoke_for_the_test_stack(test_pki: Path, cert: x509.Certificate) -> None:
+    """Revoke `cert` in the CRL the test stack's broker reads (in its copy of pki/), with the PKI tooling."""
+    write_crl(test_pki, load_private_key(test_pki / "ca.key"), load_certificate(test_pki / "ca.crt"), [cert])
 
 
 @controls("TLS-03")
@@ -192,13 +195,13 @@ def test_expired_client_certificate_is_refused(stack, tls_port, server_name, tmp
 
 
 @controls("TLS-06")
-def test_a_revoked_client_certificate_is_refused_without_a_restart(stack, tls_port, server_name, revocations, tmp_path,
+def test_a_revoked_client_certificate_is_refused_without_a_restart(stack, tls_port, server_name, test_pki, tmp_path,
                                                                    record_property):
     pki = stack.project_dir / "pki"
     revoked, context = throwaway_client(pki, tmp_path, "revoked")
     accepted, before = amqp_over_tls(tls_port, context, server_name)
     assert accepted, f"refused before it was revoked: {before}"
-    revoke_for_the_test_stack(pki, revocations, revoked)
+    revoke_for_the_test_stack(test_pki, revoked)
     accepted, detail = amqp_over_tls(tls_port, context, server_name)
     record_property("evidence", f"accepted before revocation ({before}); after: {detail}")
     assert not accepted, f"accepted after revocation: {detail}"
@@ -206,7 +209,7 @@ def test_a_revoked_client_certificate_is_refused_without_a_restart(stack, tls_po
 
 
 @controls("TLS-06")
-def test_a_revoked_client_cannot_resume_a_tls_session_from_before(stack, tls_port, server_name, revocations, tmp_path,
+def test_a_revoked_client_cannot_resume_a_tls_session_from_before(stack, tls_port, server_name, test_pki, tmp_path,
                                                                   record_property):
     """A resumed TLS 1.2 handshake carries no certificate: a session kept from before the revocation must not
     let the revoked client back in (the broker resumes no sessions)."""
@@ -215,7 +218,7 @@ def test_a_revoked_client_cannot_resume_a_tls_session_from_before(stack, tls_por
     context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
     session = tls_session(tls_port, context, server_name)
     assert session is not None
-    revoke_for_the_test_stack(pki, revocations, revoked)
+    revoke_for_the_test_stack(test_pki, revoked)
     accepted, detail = amqp_over_tls(tls_port, context, server_name, session=session)
     record_property("evidence", f"a TLS 1.2 session from before the revocation offered again: {detail}")
     assert not accepted, f"accepted after revocation: {detail}"
@@ -223,17 +226,37 @@ def test_a_revoked_client_cannot_resume_a_tls_session_from_before(stack, tls_por
 
 
 @controls("TLS-06")
-def test_an_unrevoked_certificate_still_connects_after_a_revocation(stack, tls_port, server_name, revocations, tmp_path,
+def test_an_unrevoked_certificate_still_connects_after_a_revocation(stack, tls_port, server_name, test_pki, tmp_path,
                                                                     record_property):
     """The legitimate twin: the broker reads the re-signed CRL and refuses only what it lists (an unreadable or
     lapsed CRL would refuse every client)."""
     pki = stack.project_dir / "pki"
     revoked, _ = throwaway_client(pki, tmp_path, "revoked")
     _, kept_context = throwaway_client(pki, tmp_path, "kept")
-    revoke_for_the_test_stack(pki, revocations, revoked)
+    revoke_for_the_test_stack(test_pki, revoked)
     accepted, detail = amqp_over_tls(tls_port, kept_context, server_name)
     record_property("evidence", f"after another certificate's revocation: {detail}")
     assert accepted, detail
+
+
+def pair_context(ca_dir: Path, pair_dir: Path, name: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_dir / "ca.crt"))
+    context.load_cert_chain(str(pair_dir / f"{name}.crt"), str(pair_dir / f"{name}.key"))
+    return context
+
+
+@controls("TLS-06")
+def test_rotate_revokes_the_certificate_it_replaces(stack, vhosts, test_pki, tls_port, server_name, record_property):
+    """`python -m tls rotate <identity>` puts the certificate it replaces on the CRL: a kept copy of the old pair (a
+    thief's, say) is refused from then on, while the new pair connects (legitimate). Tried on an auditor's pair,
+    which no service mounts and only the suite's own logins (from the same copy of pki/) present."""
+    identity = stack.stack.topology.user_name(vhosts[-1], "auditor")
+    rotation = rotate(test_pki, identity)
+    old_accepted, old = amqp_over_tls(tls_port, pair_context(test_pki, rotation.archive_dir, identity), server_name)
+    new_accepted, new = amqp_over_tls(tls_port, pair_context(test_pki, test_pki, identity), server_name)
+    record_property("evidence", f"{identity} rotated; the old pair: {old}; the new pair: {new}")
+    assert new_accepted, new
+    assert not old_accepted and "CERTIFICATE_REVOKED" in old.upper(), old
 
 
 @controls("TLS-04")
@@ -326,15 +349,29 @@ def test_management_ui_is_https_only_or_absent(stack, record_property):
     assert status == 401
 
 
-class SteadyTraffic(threading.Thread):
+# The rpc result backend names a thread's reply queue after its thread id (Celery's thread_oid), which Python hands
+# to a new thread once the old one has ended, while the ended thread's backend may still consume from that queue: a
+# later thread's results went to that consumer (seen: its every get() timed out). So one long-lived thread sends
+# every test's steady traffic.
+TRAFFIC_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steady-traffic")
+
+
+class SteadyTraffic:
     """add(n, 1) through the project's Celery client, one after another, each awaited: while it runs, every task
     sent is either completed (its time kept) or a failure (kept)."""
 
     def __init__(self, add):
-        super().__init__(daemon=True)
         self.add, self.stopping = add, threading.Event()
         self.completed: list[float] = []
         self.failures: list[str] = []
+        self.running = None
+
+    def start(self) -> None:
+        self.running = TRAFFIC_THREAD.submit(self.run)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.running.result(timeout=60)
 
     def run(self):
         number = 0
@@ -353,13 +390,20 @@ class SteadyTraffic(threading.Thread):
     def completed_since(self, moment: float) -> int:
         return sum(done > moment for done in self.completed)
 
+    def wait_for(self, count: int, since: float = 0.0, timeout: float = 60) -> None:
+        """Until `count` tasks have completed after `since`; on timeout the last failures say why."""
+        try:
+            wait_until(lambda: self.completed_since(since) >= count, timeout=timeout, what=f"{count} completed tasks")
+        except AssertionError as late:
+            raise AssertionError(f"{late}; the last failures: {self.failures[-3:]}") from None
+
     def longest_gap(self) -> float:
         return max((later - earlier for earlier, later in itertools.pairwise(self.completed)), default=0.0)
 
 
 @controls("TLS-07")
 def test_the_broker_certificate_is_rotated_without_a_restart_or_a_dropped_connection(
-        stack, vhosts, broker_tls, tls_port, server_name, celery_client, record_property):
+        stack, vhosts, test_pki, tls_port, server_name, celery_client, record_property):
     """The operator's procedure under steady task traffic: `python -m tls rotate broker` (the PKI tooling, on the
     copy of the pair this stack's broker mounts), then `broker-boot reload-tls`. New handshakes present the new
     certificate; a connection opened before keeps working; no task fails; the broker does not restart."""
@@ -371,9 +415,9 @@ def test_the_broker_certificate_is_rotated_without_a_restart_or_a_dropped_connec
     traffic.start()
     try:
         with stack.connect(vhosts[0], "producer") as held:
-            wait_until(lambda: len(traffic.completed) >= 5, timeout=60, what="steady traffic")
-            rotate(broker_tls, "broker")
-            on_disk = load_certificate(broker_tls / "broker.crt")
+            traffic.wait_for(5)
+            rotate(test_pki, "broker")
+            on_disk = load_certificate(test_pki / "broker.crt")
             reloaded = stack.broker.exec_run(["broker-boot", "reload-tls"])
             assert reloaded.exit_code == 0, reloaded.output.decode(errors="replace")
             moment = time.monotonic()
@@ -381,10 +425,9 @@ def test_the_broker_certificate_is_rotated_without_a_restart_or_a_dropped_connec
             channel = held.channel()                 # the connection from before the rotation still publishes
             channel.confirm_delivery()
             publish(channel, "tasks", *task_message(add.name, (2, 2))[:2])
-            wait_until(lambda: traffic.completed_since(moment) >= 5, timeout=60, what="traffic after the reload")
+            traffic.wait_for(5, since=moment)
     finally:
-        traffic.stopping.set()
-        traffic.join(timeout=60)
+        traffic.stop()
     stack.broker.reload()
     record_property("evidence", f"serial presented before {before.serial_number:x}, on disk after rotate "
                                 f"{on_disk.serial_number:x}, presented after reload-tls {after.serial_number:x}; "
@@ -395,3 +438,64 @@ def test_the_broker_certificate_is_rotated_without_a_restart_or_a_dropped_connec
     assert after.serial_number == on_disk.serial_number, "new handshakes still get the old certificate"
     assert traffic.failures == [], traffic.failures[:3]
     assert stack.broker.attrs["State"]["StartedAt"] == started, "the broker restarted"
+
+
+def validity(certificate: x509.Certificate) -> str:
+    """A certificate's validity as `rabbitmqctl list_connections peer_cert_validity` shows it. The CLI lists no
+    serial; a re-issued certificate's window starts at its issue, so it tells the old pair from the new one."""
+    return (f"{certificate.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ} - "
+            f"{certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+
+
+def presented_validities(broker, user: str) -> set[str] | None:
+    """The validity of the certificate each of `user`'s running connections presented (None if the CLI failed)."""
+    rows = listed_connections(broker, "user", "peer_cert_validity", "state")
+    if rows is None:
+        return None
+    return {window for name, window, state in rows if name == user and state == "running"}
+
+
+@controls("TLS-07")
+def test_a_workers_certificate_is_rotated_and_used_from_its_next_connection(
+        stack, vhosts, test_pki, tls_port, server_name, celery_client, record_property):
+    """The operator's procedure for a client, under steady task traffic: `python -m tls rotate <vhost>-worker` rewrites
+    the pair the worker mounts and revokes the old one. The worker's open connections (authenticated before) are then
+    closed, as `rabbitmqctl close_all_user_connections` does and a network may at any time: the worker connects
+    again with the new certificate and no task fails. (That the old one is refused from then on is TLS-06's
+    test_rotate_revokes_the_certificate_it_replaces.)"""
+    from {{ cookiecutter.package_name }}.tasks.arithmetic import add
+    identity = stack.stack.topology.user_name(vhosts[0], "worker")
+    before = load_certificate(test_pki / f"{identity}.crt")
+    traffic, after = SteadyTraffic(add), None
+    traffic.start()
+    try:
+        wait_until(lambda: presented_validities(stack.broker, identity) == {validity(before)}, timeout=60,
+                   what="the worker's connections with its baked certificate")
+        traffic.wait_for(5)
+        crl_file = crl_path(test_pki, load_certificate(test_pki / "ca.crt"))
+        crl_before = crl_file.read_bytes()
+        rotate(test_pki, identity)
+        after = load_certificate(test_pki / f"{identity}.crt")
+        closed = stack.broker.exec_run(["rabbitmqctl", "-q", "close_all_user_connections", identity,
+                                        "certificate rotated"])
+        assert closed.exit_code == 0, closed.output.decode(errors="replace")
+        moment = time.monotonic()
+        wait_until(lambda: presented_validities(stack.broker, identity) == {validity(after)}, timeout=90,
+                   what="the worker connected again with its new certificate")
+        traffic.wait_for(5, since=moment)
+    finally:
+        traffic.stop()
+        if after is not None and presented_validities(stack.broker, identity) != {validity(after)}:
+            # The worker did not come back (a weakened rotation: its mount kept the old, now revoked, pair, and the
+            # new files lack its read grant): the CRL from before and the grants again, so that it reconnects with
+            # what it has and the tests after this one find the stack whole.
+            staged = crl_file.with_name(crl_file.name + ".restored")
+            staged.write_bytes(crl_before)
+            staged.chmod(0o644)
+            os.replace(staged, crl_file)
+            stack.project.grant_secret_access()
+    record_property("evidence", f"{identity}'s connections presented the certificate valid {validity(before)} "
+                                f"before, {validity(after)} after rotate and reconnection; {len(traffic.completed)} "
+                                f"tasks completed and {len(traffic.failures)} failed meanwhile, longest gap between "
+                                f"completions {traffic.longest_gap():.2f} s")
+    assert traffic.failures == [], traffic.failures[:3]
