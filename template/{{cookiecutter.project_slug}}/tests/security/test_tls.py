@@ -3,7 +3,6 @@ without downtime (TLS-01..07)."""
 import datetime as dt
 import http.client
 import itertools
-import os
 import socket
 import ssl
 import threading
@@ -25,7 +24,8 @@ from tls import (bootstrap_pki, issue_client_certificate, issue_server_certifica
 from tools.broker_client import publish, task_message
 from tls.certificates import create_ca
 from tls.keys import private_key_pem
-from tls.revocation import crl_path
+from tls.revocation import CRL_MODE, crl_path
+from tls.store import write_atomic
 
 controls = pytest.mark.controls
 # Key-exchange groups the broker may agree (rabbitmq.conf ssl_options.eccs): X25519 and the NIST P-256/P-384
@@ -174,9 +174,14 @@ def throwaway_client(pki: Path, directory: Path, name: str,
                                          valid_days=1, not_valid_before=not_valid_before)
     (directory / f"{name}.key").write_bytes(private_key_pem(key))
     (directory / f"{name}.crt").write_bytes(cert.public_bytes(Encoding.PEM))
-    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    context.load_cert_chain(str(directory / f"{name}.crt"), str(directory / f"{name}.key"))
-    return cert, context
+    return cert, pair_context(pki, directory, name)
+
+
+def pair_context(ca_dir: Path, pair_dir: Path, name: str) -> ssl.SSLContext:
+    """A client context that trusts ca_dir's CA and presents the pair `name` in pair_dir."""
+    context = ssl.create_default_context(cafile=str(ca_dir / "ca.crt"))
+    context.load_cert_chain(str(pair_dir / f"{name}.crt"), str(pair_dir / f"{name}.key"))
+    return context
 
 
 def revoke_for_the_test_stack(test_pki: Path, cert: x509.Certificate) -> None:
@@ -237,12 +242,6 @@ def test_an_unrevoked_certificate_still_connects_after_a_revocation(stack, tls_p
     accepted, detail = amqp_over_tls(tls_port, kept_context, server_name)
     record_property("evidence", f"after another certificate's revocation: {detail}")
     assert accepted, detail
-
-
-def pair_context(ca_dir: Path, pair_dir: Path, name: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca_dir / "ca.crt"))
-    context.load_cert_chain(str(pair_dir / f"{name}.crt"), str(pair_dir / f"{name}.key"))
-    return context
 
 
 @controls("TLS-06")
@@ -457,7 +456,7 @@ def presented_validities(broker, user: str) -> set[str] | None:
 
 @controls("TLS-07")
 def test_a_workers_certificate_is_rotated_and_used_from_its_next_connection(
-        stack, vhosts, test_pki, tls_port, server_name, celery_client, record_property):
+        stack, vhosts, test_pki, celery_client, record_property):
     """The operator's procedure for a client, under steady task traffic: `python -m tls rotate <vhost>-worker` rewrites
     the pair the worker mounts and revokes the old one. The worker's open connections (authenticated before) are then
     closed, as `rabbitmqctl close_all_user_connections` does and a network may at any time: the worker connects
@@ -489,10 +488,7 @@ def test_a_workers_certificate_is_rotated_and_used_from_its_next_connection(
             # The worker did not come back (a weakened rotation: its mount kept the old, now revoked, pair, and the
             # new files lack its read grant): the CRL from before and the grants again, so that it reconnects with
             # what it has and the tests after this one find the stack whole.
-            staged = crl_file.with_name(crl_file.name + ".restored")
-            staged.write_bytes(crl_before)
-            staged.chmod(0o644)
-            os.replace(staged, crl_file)
+            write_atomic(crl_file, crl_before, CRL_MODE, overwrite=True)
             stack.project.grant_secret_access()
     record_property("evidence", f"{identity}'s connections presented the certificate valid {validity(before)} "
                                 f"before, {validity(after)} after rotate and reconnection; {len(traffic.completed)} "
