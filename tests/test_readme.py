@@ -1,5 +1,6 @@
-"""The READMEs' security tables say what the catalog and the weakenings say: a control added, renamed or given
-a weakening shows up here as a failing line, not as a README that quietly drifted."""
+"""The README's security tables say what the catalog says: a control added, renamed or given a weakening shows up
+here as a failing line, not as a README that quietly drifted. (The baked README's table is generated from the
+catalog; the baked project's tests/security/test_catalog.py checks it.)"""
 import ast
 import re
 import tomllib
@@ -7,7 +8,6 @@ import tomllib
 from tests.support.bake import REPO_ROOT
 
 CATALOG = REPO_ROOT / "policies" / "controls.toml"
-TEMPLATE_README = REPO_ROOT / "template" / "{{cookiecutter.project_slug}}" / "README.md"
 WEAKENINGS = REPO_ROOT / "template" / "{{cookiecutter.project_slug}}" / "tests" / "security" / "weakenings.py"
 # "TLS-01", and the short forms the tables use: "RUN-01..04" (a range), "VAL-01/02" (a list).
 CONTROL = re.compile(r"\b([A-Z]+)-(\d{2})((?:(?:\.\.|/)\d{2})*)")
@@ -39,39 +39,35 @@ def table_after(readme: str, header: str) -> list[list[str]]:
     return rows
 
 
-class DefaultLogin(ast.NodeTransformer):
-    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
-        assert isinstance(node.test, ast.Name) and node.test.id == "CERTIFICATE_LOGIN", ast.unparse(node)
-        return self.visit(node.body)
+def catalog_weakenings() -> dict[str, set[str]]:
+    """weakening -> the controls that must fail under it, for a default bake (certificate login)."""
+    expected: dict[str, set[str]] = {}
+    for control in tomllib.loads(CATALOG.read_text())["control"]:
+        for name in [*control.get("weakened_by", []), *control.get("weakened_by_certificate_login", [])]:
+            expected.setdefault(name, set()).add(control["id"])
+    return expected
 
 
-def weakening_tables() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """(overrides, compose edits) of weakenings.py: name -> controls that must fail (read from its syntax tree;
-    the module is a template, valid Python with Jinja only inside strings). An entry that depends on the bake's login
-    (`a if CERTIFICATE_LOGIN else b`) is read for the default, certificate login, which the README describes."""
-    tables = {}
+def project_edits() -> set[str]:
+    """The names of weakenings.py's PROJECT_EDITS (read from its syntax tree: the module is a template, valid Python
+    with Jinja only inside strings)."""
     for node in ast.parse(WEAKENINGS.read_text()).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) in ("EXPECTED_FAILURES", "COMPOSE_EDITS"):
-            value = ast.literal_eval(DefaultLogin().visit(node.value))
-            tables[node.targets[0].id] = {name: set(entry[0] if isinstance(entry, tuple) else entry)
-                                          for name, entry in value.items()}
-    return tables["EXPECTED_FAILURES"], tables["COMPOSE_EDITS"]
+        if isinstance(node, ast.AnnAssign | ast.Assign) and getattr(getattr(node, "target", None) or node.targets[0],
+                                                                     "id", None) == "PROJECT_EDITS":
+            return {key.value for key in node.value.keys}
+    raise LookupError(f"{WEAKENINGS} defines no PROJECT_EDITS")
 
 
-def test_the_readmes_threat_tables_name_every_control_and_no_other():
-    expected = catalog_ids()
+def test_the_readmes_threat_table_names_every_control_and_no_other():
     top = table_after((REPO_ROOT / "README.md").read_text(), "| Threat | Control | Test that tries the attack")
-    baked = table_after(TEMPLATE_README.read_text(), "| Threat | Control | Configured in | Proven by |")
-    assert control_ids(" ".join(row[1] for row in top)) == expected
-    assert control_ids(" ".join(row[1] for row in baked)) == expected
+    assert control_ids(" ".join(row[1] for row in top)) == catalog_ids()
 
 
-def test_the_readmes_weakening_tables_are_the_weakenings_module():
-    overrides, edits = weakening_tables()
+def test_the_readmes_weakening_tables_are_the_catalogs():
     readme = (REPO_ROOT / "README.md").read_text()
-    listed = {re.fullmatch(r"`([a-z-]+)`", row[0]).group(1): control_ids(row[2])
-              for row in table_after(readme, "| Weakening | What changes | Controls that must fail |")}
-    assert listed == overrides
-    listed = {re.match(r"`([a-z-]+)`", row[0]).group(1): control_ids(row[1])
-              for row in table_after(readme, "| Edit of compose.yaml | Controls that must fail |")}
-    assert listed == edits
+    overrides = {re.fullmatch(r"`([a-z-]+)`", row[0]).group(1): control_ids(row[2])
+                 for row in table_after(readme, "| Weakening | What changes | Controls that must fail |")}
+    edits = {re.match(r"`([a-z-]+)`", row[0]).group(1): control_ids(row[1])
+             for row in table_after(readme, "| Edit of a shipped file | Controls that must fail |")}
+    assert {**overrides, **edits} == catalog_weakenings()
+    assert set(edits) == project_edits()

@@ -2,19 +2,20 @@
 control still passes.
 
 The weakenings are the baked project's own (tests/security/weakenings.py), of two kinds: an override of the
-shipped files, selected with SECURITY_SUITE_WEAKEN, and an edit of compose.yaml itself, which this test makes to a
-copy of the baked project, as a user would, before running that copy's suite unchanged.
+shipped files, selected with SECURITY_SUITE_WEAKEN, and an edit of a shipped file itself, which this test makes to a
+copy of the baked project, as a user would, before running that copy's suite unchanged. Which weakenings there
+are, and which controls each must fail, is the catalog's (policies/controls.toml, each control's `weakened_by`).
 
 Every run has its own copy of the baked project (its reports, its edited compose.yaml) and its own compose project
 (TEST_STACK_LABEL), so that two run at once: a run mostly waits (the broker's boot, the broker's delay of about
 3 s before each refused login), and two at a time take about 60 % of the time of one after another on the 2-core
 CI machine.
 """
-import ast
 import json
 import re
 import shutil
 import sys
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +25,16 @@ import pytest
 from tests.support.bake import REPO_ROOT, bake, run_in
 
 pytestmark = pytest.mark.live
-WEAKENINGS = REPO_ROOT / "template" / "{{cookiecutter.project_slug}}" / "tests" / "security" / "weakenings.py"
+CATALOG = REPO_ROOT / "policies" / "controls.toml"
 CONCURRENT_RUNS = 2
 
 
-def table_names(table: str) -> list[str]:
-    """The keys of a table in the weakenings module (its template is valid Python: Jinja only inside strings)."""
-    for node in ast.parse(WEAKENINGS.read_text()).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == table:
-            return [key.value for key in node.value.keys]
-    raise LookupError(f"{WEAKENINGS} defines no {table}")
+def catalog_weakenings() -> list[str]:
+    """Every weakening the catalog names for a default bake (certificate login), in the catalog's order."""
+    names: dict[str, None] = {}
+    for control in tomllib.loads(CATALOG.read_text())["control"]:
+        names.update(dict.fromkeys([*control.get("weakened_by", []), *control.get("weakened_by_certificate_login", [])]))
+    return list(names)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,11 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tables(project) -> dict:
-    """The baked project's tables, as rendered for it: expected failures, and each compose.yaml edit."""
+    """The baked project's own tables, as rendered for it: the controls each weakening must fail (derived from the
+    catalog), and the edits of shipped files."""
     result = run_in(project, sys.executable, "-c", "import json; from tests.security.weakenings import "
-                    "EXPECTED_FAILURES as o, COMPOSE_EDITS as e; print(json.dumps({'overrides': {k: sorted(v) for k, v "
-                    "in o.items()}, 'edits': {k: [sorted(f), s] for k, (f, s) in e.items()}}))")
+                    "EXPECTED_FAILURES as x, PROJECT_EDITS as e; print(json.dumps({'expected': {k: sorted(v) for k, v "
+                    "in x.items()}, 'edits': e}))")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -64,14 +66,13 @@ def copy_of(project: Path, parent: Path) -> Path:
     return copy
 
 
-def edit_compose(project: Path, substitutions: list[tuple[str, str]]) -> None:
-    compose = project / "compose.yaml"
-    text = compose.read_text()
-    for pattern, replacement in substitutions:
+def edit_files(project: Path, edits: list[tuple[str, str, str]]) -> None:
+    for name, pattern, replacement in edits:
+        path = project / name
+        text = path.read_text()
         edited = re.sub(pattern, replacement, text)
-        assert edited != text, f"{pattern!r} no longer matches compose.yaml"
-        text = edited
-    compose.write_text(text)
+        assert edited != text, f"{pattern!r} no longer matches {name}"
+        path.write_text(edited)
 
 
 def run_suite(project: Path, label: str, **env) -> Run:
@@ -98,18 +99,15 @@ def runs(request, project, tables, tmp_path_factory) -> dict[str, Run | BaseExce
     built = run_in(project, sys.executable, "-m", "tools.images", "build", timeout=1800)   # once, before the copies
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
 
-    def override(name: str) -> Run:
-        return run_suite(copy_of(project, tmp_path_factory.mktemp(name)), name, SECURITY_SUITE_WEAKEN=name)
-
-    def edit(name: str) -> Run:
+    def weakened_run(name: str) -> Run:
         copy = copy_of(project, tmp_path_factory.mktemp(name))
-        edit_compose(copy, tables["edits"][name][1])
-        return run_suite(copy, name)
+        if name in tables["edits"]:
+            edit_files(copy, tables["edits"][name])
+            return run_suite(copy, name)
+        return run_suite(copy, name, SECURITY_SUITE_WEAKEN=name)
 
-    jobs = {**{name: override for name in selected(request, "weakening")},
-            **{name: edit for name in selected(request, "edit")}}
     with ThreadPoolExecutor(CONCURRENT_RUNS) as pool:
-        futures = {name: pool.submit(job, name) for name, job in jobs.items()}
+        futures = {name: pool.submit(weakened_run, name) for name in selected(request, "weakening")}
     return {name: future.exception() or future.result() for name, future in futures.items()}
 
 
@@ -121,13 +119,8 @@ def outcome(runs: dict, name: str) -> Run:
     return run
 
 
-@pytest.mark.parametrize("weakening", table_names("EXPECTED_FAILURES"))
-def test_an_override_fails_exactly_its_controls(runs, tables, weakening):
+@pytest.mark.parametrize("weakening", catalog_weakenings())
+def test_a_weakening_fails_exactly_the_controls_that_name_it(runs, tables, weakening):
     run = outcome(runs, weakening)
-    assert run.report["weakening"] == weakening
-    assert run.failing == tables["overrides"][weakening]
-
-
-@pytest.mark.parametrize("edit", table_names("COMPOSE_EDITS"))
-def test_an_edited_compose_yaml_fails_exactly_its_controls(runs, tables, edit):
-    assert outcome(runs, edit).failing == tables["edits"][edit][0]
+    assert run.report["weakening"] == (None if weakening in tables["edits"] else weakening)
+    assert run.failing == tables["expected"][weakening]

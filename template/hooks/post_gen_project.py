@@ -49,6 +49,13 @@ def write_tenant_services():
     sync(PROJECT)
 
 
+def write_controls_table():
+    """README.md's security table, generated from policies/controls.toml and the tests' markers (tools/catalog.py)."""
+    from tools import catalog, settings
+    readme = PROJECT / catalog.README
+    readme.write_text(catalog.readme_with_table(settings.load(PROJECT)))
+
+
 def make_credentials():
     """Passwords and definitions; then the read grants of every secret file compose.yaml mounts."""
     from tools.credentials import generate
@@ -71,5 +78,6 @@ if __name__ == "__main__":
     copy_shared_sources()
     make_pki()
     write_tenant_services()
+    write_controls_table()
     make_credentials()
     print_next_steps()

@@ -4,26 +4,22 @@ Written at the end of a security-suite run to reports/compliance.{md,json,junit.
 """
 import json
 import time
-import tomllib
 import xml.etree.ElementTree as ElementTree  # nosec B405 - used to *write* XML, never to parse it
 from pathlib import Path
 
 import pytest
 
+from tools import catalog
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-CATALOG = PROJECT_DIR / "policies" / "controls.toml"
 REPORT_DIR = PROJECT_DIR / "reports"
-
-
-def load_catalog() -> dict[str, dict]:
-    return {control["id"]: control for control in tomllib.loads(CATALOG.read_text())["control"]}
 
 
 class ComplianceReport:
     """A pytest plugin object: collects outcomes per control, writes the report at session end."""
 
     def __init__(self, weakening: str | None):
-        self.catalog = load_catalog()
+        self.catalog = catalog.load(PROJECT_DIR)
         self.weakening = weakening
         self.results: dict[str, dict] = {}
 

@@ -81,7 +81,7 @@ def celery_client(stack, vhosts, weakening):
     from {{ cookiecutter.package_name }}.settings import BrokerSettings
     app.conf.update(build_config(BrokerSettings.from_env()))  # in case unit tests imported it first
     if weakening:
-        weakening.patch_producer()
+        weakening.patch_clients()
     yield app
     os.environ.clear()
     os.environ.update(saved)   # later tests (unit) see the environment they expect

@@ -1,18 +1,18 @@
 """Deliberately weakened stacks, one control off at a time: the suite must fail exactly that control's tests.
 
-Two kinds, both changes to the shipped files and never a second description of the stack:
+Which controls each weakening must fail is the catalog's (policies/controls.toml, `weakened_by`); this module only
+says how each one is made. Two kinds, both changes to the shipped files and never a second description of the stack:
 
-* OVERRIDES, selected with SECURITY_SUITE_WEAKEN=<name>: a compose override file layered on compose.yaml that
-  mounts a replaced rabbitmq.conf or definitions file, or a patch into the workers; or a patch to the suite's own
-  producer client in this process.
-* COMPOSE_EDITS: an edit of compose.yaml itself, as a user might make it. The template's tests apply each one to
-  a copy of a baked project and run that copy's suite unchanged.
-
-Each entry names the controls whose tests must fail; every other control must still pass.
+* overrides, selected with SECURITY_SUITE_WEAKEN=<name>: a compose override file layered on compose.yaml that
+  mounts a replaced broker file or definitions file, or a patch into the workers; or a patch to the suite's own
+  clients in this process;
+* PROJECT_EDITS: an edit of a shipped file itself (compose.yaml, mostly), as a user might make it. The template's
+  tests apply each one to a copy of a baked project and run that copy's suite unchanged.
 """
 import importlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,68 +20,38 @@ import yaml
 from kombu.serialization import register_pickle, registry
 
 from tests.harness.scratch import ScratchFiles, broker_config_swapped
-from tools import settings
+from tools import catalog, settings
 from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
 
 ENVIRONMENT_VARIABLE = "SECURITY_SUITE_WEAKEN"
+STACK = settings.load()
 # Certificate login (x509 EXTERNAL) or password login: a few weakenings differ between the two.
-CERTIFICATE_LOGIN = settings.load().login == "certificate"
+CERTIFICATE_LOGIN = STACK.login == "certificate"
 # name -> the controls whose tests must fail under it.
-EXPECTED_FAILURES = {
-    "plaintext": {"TLS-01", "TLS-05"},
-    "oldtls": {"TLS-02"},
-    "defaultgroups": {"TLS-02"},
-    # Password login: no client certificate asked for, so revocation (TLS-06) and per-identity certificates (CRED-06)
-    # go with it. Certificate login cannot work without asking for one: there, a client may leave it out.
-    "nopeercert": {"TLS-03"} if CERTIFICATE_LOGIN else {"TLS-03", "TLS-06", "CRED-06"},
-    "nocrlcheck": {"TLS-06"},
-    "nohostcheck": {"TLS-04"},
-    # With certificate login guest gets in only once passwords are offered again (which CRED-07 refuses).
-    "guest": {"CRED-01", "CRED-07"} if CERTIFICATE_LOGIN else {"CRED-01"},
-    # "The old monitoring agent only speaks PLAIN": password login offered again beside certificates (certificate
-    # login only).
-    "plainlogin": {"CRED-07"},
-    "crosstenant": {"CRED-02"},
-    "fullperms": {"CRED-03"},
-    "unboundedqueues": {"TEN-01"},
-    "nouserlimits": {"TEN-02"},
-    "envsecret": {"CRED-04"},
-    "additivedefinitions": {"CRED-05"},
-    "pickle": {"SER-01", "SER-02"},
-    # "Streams are new to us": the evidence an ordinary queue again, which any reader may purge.
-    "purgeableevidence": {"SER-04"},
-    "pickleproducer": {"SER-03"},
-    "novalidation": {"VAL-01", "VAL-02"},
-    "noheaderpolicy": {"VAL-04"},
-    "anytask": {"TEN-03"},
-    "bigmessages": {"VAL-03"},
-    # "Bind the node and the CLI to loopback" with their own argument variables, as before ERL_AFLAGS: the nodes
-    # the server spawns itself (its epmd monitor's, every minute) listen on every interface again.
-    "distributionargs": {"TLS-05"},
-    # "Write the new pair beside the old one and rename it into place" (as `tls rotate` did before TLS-07): the
-    # running broker's bind mounts keep the old files, so only a restart would ever serve the new certificate.
-    "renamedrotation": {"TLS-07"},
-}
+EXPECTED_FAILURES = catalog.expected_failures(STACK.login, STACK.project_dir)
 
-# name -> (controls that must fail, [(regular expression, replacement)] applied to compose.yaml's text).
-COMPOSE_EDITS = {
+# name -> [(file, regular expression, replacement)], applied to the file's text in a copy of the project.
+PROJECT_EDITS = {
     # "It needs root to write there": workers as uid 0, their writable places handed to root too (root without
     # capabilities cannot write into the worker uid's /tmp or data volume, and would not start).
-    "compose-root": ({"RUN-01"}, [
-        (r'user: "{{ cookiecutter.worker_uid }}:{{ cookiecutter.worker_gid }}"', 'user: "0:0"'),
-        (r"uid={{ cookiecutter.worker_uid }},gid={{ cookiecutter.worker_gid }}", "uid=0,gid=0"),
-        (r"(- /tmp:size=64m,uid=0,gid=0,mode=0700)\n    volumes:\n      - data-\S+:/data",
-         r"\1\n      - /data:size=64m,uid=0,gid=0,mode=0700")]),
-    "compose-writable": ({"RUN-02"}, [(r"read_only: true", "read_only: false")]),
-    "compose-capabilities": ({"RUN-03"}, [(r"cap_drop: \[ALL\]", "cap_drop: []")]),
-    "compose-nolimits": ({"RUN-04"}, [(r"\n *(mem_limit|pids_limit|cpus): .*", "")]),
-    "compose-publicport": ({"TLS-01"}, [(r'"127\.0\.0\.1:\$\{BROKER_TLS_PORT', '"${BROKER_TLS_PORT')]),
+    "compose-root": [
+        ("compose.yaml", r'user: "{{ cookiecutter.worker_uid }}:{{ cookiecutter.worker_gid }}"', 'user: "0:0"'),
+        ("compose.yaml", r"uid={{ cookiecutter.worker_uid }},gid={{ cookiecutter.worker_gid }}", "uid=0,gid=0"),
+        ("compose.yaml", r"(- /tmp:size=64m,uid=0,gid=0,mode=0700)\n    volumes:\n      - data-\S+:/data",
+         r"\1\n      - /data:size=64m,uid=0,gid=0,mode=0700")],
+    "compose-writable": [("compose.yaml", r"read_only: true", "read_only: false")],
+    "compose-capabilities": [("compose.yaml", r"cap_drop: \[ALL\]", "cap_drop: []")],
+    "compose-nolimits": [("compose.yaml", r"\n *(mem_limit|pids_limit|cpus): .*", "")],
+    "compose-publicport": [("compose.yaml", r'"127\.0\.0\.1:\$\{BROKER_TLS_PORT', '"${BROKER_TLS_PORT')],
     # "The task needs to call an API": the workers' network no longer internal.
-    "compose-egress": ({"RUN-06"}, [(r"internal: true", "internal: false")]),
+    "compose-egress": [("compose.yaml", r"internal: true", "internal: false")],
     # "One certificate per tenant is simpler": each tenant's producer mounts its worker's pair (with certificate
     # login it is then logged in as the worker: it may consume and read every result). Sharing a pair across tenants
     # cannot be tried this way: with certificate login that worker is refused on the other vhost (CRED-02).
-    "compose-sharedcert": ({"CRED-06"}, [(r"source: (\S+)_producer_(cert|key)", r"source: \1_worker_\2")]),
+    "compose-sharedcert": [("compose.yaml", r"source: (\S+)_producer_(cert|key)", r"source: \1_worker_\2")],
+    # "A quick helper for the operators": a host-side tool that runs a command line through the shell.
+    "shellout": [("tools/compose.py", r"\Z", "\n\ndef run_shell(command_line: str) -> int:\n"
+                  "    import subprocess\n    return subprocess.call(command_line, shell=True)\n")],
 }
 
 # Line swaps in the broker's files (its configuration, and its entry point boot.sh): {weakening: {file in broker/: {line: replacement}}}.
@@ -91,7 +61,8 @@ CONFIG_SWAPS = {
     "plaintext": {"rabbitmq.conf": {"listeners.tcp = none": "listeners.tcp.default = 5672"}},
     # Defence in depth would still keep guest on loopback; the weakened stack lifts that too (and offers passwords).
     "guest": {"rabbitmq.conf": {"loopback_users.guest = true": "loopback_users = none", **PLAIN_BACK_ON}},
-    "plainlogin": {"rabbitmq.conf": PLAIN_BACK_ON},
+    # "The old monitoring agent only speaks PLAIN": password login offered again beside certificates.
+    **({"plainlogin": {"rabbitmq.conf": PLAIN_BACK_ON}} if CERTIFICATE_LOGIN else {}),
     # "Our reports are bigger than 1 MiB": the limit raised 16-fold.
     "bigmessages": {"rabbitmq.conf": {"max_message_size = 1048576": "max_message_size = 16777216"}},
     # TLS 1.0 and 1.1 back on, with the CBC/SHA-1 suite they need (they have no AEAD suites), as legacy clients demand.
@@ -109,11 +80,13 @@ CONFIG_SWAPS = {
     # "RabbitMQ already imports the definitions at boot": the shipped entry point (broker/boot.sh) with its removal of
     # what the definitions no longer list switched off, so only the stock, additive import remains.
     "additivedefinitions": {"boot.sh": {"remove_stale() {": "remove_stale() { changes=0; }\nremove_stale_shipped() {"}},
-    # "Some clients have no certificate": the broker no longer insists on one (password login: nor checks it).
+    # "Bind the node and the CLI to loopback" with their own argument variables, as before ERL_AFLAGS: the nodes
+    # the server spawns itself (its epmd monitor's, every minute) listen on every interface again.
     "distributionargs": {"rabbitmq-env.conf": {
         'export ERL_AFLAGS="-kernel inet_dist_use_interface {127,0,0,1}"':
             'SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
             'CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"'}},
+    # "Some clients have no certificate": the broker no longer insists on one (password login: nor checks it).
     "nopeercert": {"advanced.config": {"{fail_if_no_peer_cert, true},": "{fail_if_no_peer_cert, false},",
                                        **({} if CERTIFICATE_LOGIN else {"{verify, verify_peer},": "{verify, verify_none},"})}},
 }
@@ -151,18 +124,95 @@ WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "
                   "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK}
 
 
+# Edits of the definitions file (secrets/definitions.json) the broker imports: name -> edit(definitions, stack).
+def add_guest(definitions: dict, stack: settings.StackSettings) -> None:
+    definitions["users"].append({"name": "guest", "password_hash": rabbitmq_password_hash("guest"),
+                                 "hashing_algorithm": HASHING_ALGORITHM, "tags": ["administrator"]})
+    definitions["vhosts"].append({"name": "/"})
+    definitions["permissions"] += [{"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+                                   for vhost in ["/", *stack.vhosts]]
+
+
+def first_producers_grant(definitions: dict, stack: settings.StackSettings) -> dict:
+    user = stack.topology.user_name(stack.vhosts[0], "producer")
+    return next(grant for grant in definitions["permissions"] if grant["user"] == user)
+
+
+def grant_across_tenants(definitions: dict, stack: settings.StackSettings) -> None:
+    """A copy-pasted grant: the first tenant's producer may also enter the next tenant's vhost."""
+    foreign = stack.vhosts[1] if len(stack.vhosts) > 1 else "/"
+    definitions["vhosts"] += [{"name": "/"}] if foreign == "/" else []
+    definitions["permissions"].append(dict(first_producers_grant(definitions, stack), vhost=foreign))
+
+
+def grant_everything(definitions: dict, stack: settings.StackSettings) -> None:
+    """The ubiquitous ".*" grant, e.g. because reply queues have unpredictable names."""
+    first_producers_grant(definitions, stack).update(configure=".*", write=".*", read=".*")
+
+
+def unbound_queues(definitions: dict, stack: settings.StackSettings) -> None:
+    """"The limits got in the way of a batch job": no operator policies, the old queue limit per vhost."""
+    definitions["parameters"] = [p for p in definitions["parameters"] if p["component"] != "operator_policy"]
+    for parameter in definitions["parameters"]:
+        parameter["value"].pop("max-queues", None)
+
+
+def drop_user_limits(definitions: dict, stack: settings.StackSettings) -> None:
+    """Users as RabbitMQ creates them: no limits of their own, only the vhost's."""
+    for user in definitions["users"]:
+        user.pop("limits", None)
+
+
+def classic_evidence_queue(definitions: dict, stack: settings.StackSettings) -> None:
+    """"Streams are new to us": the evidence an ordinary queue again, which any reader may purge."""
+    for queue in definitions["queues"]:
+        if queue["name"] == stack.topology.DEAD_LETTER_QUEUE:
+            queue["arguments"] = {"x-queue-type": "classic", "x-max-length": 100_000, "x-overflow": "drop-head"}
+
+
+DEFINITION_EDITS: dict[str, Callable[[dict, settings.StackSettings], None]] = {
+    "guest": add_guest, "crosstenant": grant_across_tenants, "fullperms": grant_everything,
+    "unboundedqueues": unbound_queues, "nouserlimits": drop_user_limits, "purgeableevidence": classic_evidence_queue}
+
+
+# Patches of the suite's own clients and tools in this process (its Celery app, the PKI tooling), which are part of
+# the stack under test too: name -> patch(monkeypatch, stack).
+def rotate_by_rename(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:
+    """"Write the new pair beside the old one and rename it into place" (as `tls rotate` did before TLS-07): the
+    running broker's bind mounts keep the old files, so only a restart would ever serve the new certificate."""
+    import tls.store
+    patches.setattr(tls.store, "write_in_place",
+                    lambda path, data: tls.store.write_atomic(path, data, path.stat().st_mode & 0o777, overwrite=True))
+
+
+def producer_with_pickle(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:
+    """A producer that kept kombu's pickle codec and lost its JSON-only guard."""
+    validation = importlib.import_module(f"{stack.package}.validation")
+    patches.setattr(validation, "require_json", lambda serializer: None)
+    register_pickle()
+
+
+CLIENT_PATCHES: dict[str, Callable[[pytest.MonkeyPatch, settings.StackSettings], None]] = {
+    "renamedrotation": rotate_by_rename, "pickleproducer": producer_with_pickle}
+# The usual shortcut: a worker's credential handed over in its environment, not only in its secret file (the
+# private key with certificate login, the password with password login).
+ENVIRONMENT_SECRETS = {"envsecret"}
+
+# Every weakening this module can make; the catalog's test checks it against the catalog's `weakened_by`.
+IMPLEMENTED = {*PROJECT_EDITS, *CONFIG_SWAPS, *WORKER_PATCHES, *DEFINITION_EDITS, *CLIENT_PATCHES, *ENVIRONMENT_SECRETS}
+
+
 def selected() -> str | None:
     name = os.environ.get(ENVIRONMENT_VARIABLE) or None
-    if name is not None and name not in EXPECTED_FAILURES:
-        raise ValueError(f"{ENVIRONMENT_VARIABLE}={name!r} is not one of {sorted(EXPECTED_FAILURES)} (the compose.yaml"
-                         f" edits {sorted(COMPOSE_EDITS)} are made to compose.yaml itself, not selected here)")
-    if name == "plainlogin" and not CERTIFICATE_LOGIN:
-        raise ValueError(f"{ENVIRONMENT_VARIABLE}=plainlogin weakens certificate login; this stack logs in with passwords")
+    overrides = sorted(set(EXPECTED_FAILURES) - set(PROJECT_EDITS))
+    if name is not None and name not in overrides:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE}={name!r} is not one of {overrides} for this bake (the edits "
+                         f"{sorted(PROJECT_EDITS)} are made to the shipped files themselves, not selected here)")
     return name
 
 
 class Weakening:
-    """The override file of the selected weakening, and the patch of the suite's own producer."""
+    """The override file of the selected weakening, and the patch of the suite's own clients."""
 
     def __init__(self, name: str, stack: settings.StackSettings):
         self.name, self.stack = name, stack
@@ -178,8 +228,9 @@ class Weakening:
             target, mode = ("/usr/local/bin/broker-boot", 0o755) if name == "boot.sh" else (f"/etc/rabbitmq/{name}", 0o644)
             config = self.scratch.write(name, broker_config_swapped(self.stack.project_dir, swaps, name), mode=mode)
             services.setdefault("broker", {"volumes": []})["volumes"].append(f"{config}:{target}:ro")
-        definitions = self.definitions()
-        if definitions is not None:
+        if self.name in DEFINITION_EDITS:
+            definitions = json.loads((self.stack.project_dir / "secrets" / "definitions.json").read_text())
+            DEFINITION_EDITS[self.name](definitions, self.stack)
             override["secrets"] = {"definitions": {"file": str(self.scratch.write("definitions.json",
                                                                                    json.dumps(definitions)))}}
         for vhost in self.stack.vhosts:
@@ -189,9 +240,7 @@ class Weakening:
                                            mode=0o644)
                 worker = {"volumes": [f"{patch}:/opt/weakened/sitecustomize.py:ro"],
                           "environment": {"PYTHONPATH": "/opt/weakened:/app"}}
-            elif self.name == "envsecret":
-                # The usual shortcut: the credential handed over in the environment, not only in its secret file
-                # (the private key with certificate login, the password with password login).
+            elif self.name in ENVIRONMENT_SECRETS:
                 identity = self.stack.topology.user_name(vhost, "worker")
                 if CERTIFICATE_LOGIN:
                     worker = {"environment": {"TLS_CLIENT_KEY_PEM": (self.stack.project_dir / "pki"
@@ -203,59 +252,12 @@ class Weakening:
                 services[self.stack.worker_service(vhost)] = worker
         return self.scratch.write("weakening.compose.yaml", yaml.safe_dump(override, sort_keys=False))
 
-    def definitions(self) -> dict | None:
-        if self.name not in ("guest", "crosstenant", "fullperms", "unboundedqueues", "nouserlimits",
-                             "purgeableevidence"):
-            return None
-        definitions = json.loads((self.stack.project_dir / "secrets" / "definitions.json").read_text())
-        vhosts, grants = self.stack.vhosts, definitions["permissions"]
-        first_producer = next(g for g in grants if g["user"] == self.stack.topology.user_name(vhosts[0], "producer"))
-        if self.name == "guest":
-            definitions["users"].append({"name": "guest", "password_hash": rabbitmq_password_hash("guest"),
-                                         "hashing_algorithm": HASHING_ALGORITHM, "tags": ["administrator"]})
-            definitions["vhosts"].append({"name": "/"})
-            grants += [{"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
-                       for vhost in ["/", *vhosts]]
-        elif self.name == "crosstenant":
-            # A copy-pasted grant: the first tenant's producer may also enter the next tenant's vhost.
-            foreign = vhosts[1] if len(vhosts) > 1 else "/"
-            definitions["vhosts"] += [{"name": "/"}] if foreign == "/" else []
-            grants.append(dict(first_producer, vhost=foreign))
-        elif self.name == "purgeableevidence":
-            for queue in definitions["queues"]:
-                if queue["name"] == self.stack.topology.DEAD_LETTER_QUEUE:
-                    queue["arguments"] = {"x-queue-type": "classic", "x-max-length": 100_000, "x-overflow": "drop-head"}
-        elif self.name == "fullperms":
-            # The ubiquitous ".*" grant, e.g. because reply queues have unpredictable names.
-            first_producer.update(configure=".*", write=".*", read=".*")
-        elif self.name == "unboundedqueues":
-            # "The limits got in the way of a batch job": no operator policies, the old queue limit per vhost.
-            definitions["parameters"] = [p for p in definitions["parameters"] if p["component"] != "operator_policy"]
-            for parameter in definitions["parameters"]:
-                parameter["value"].pop("max-queues", None)
-        else:
-            # Users as RabbitMQ creates them: no limits of their own, only the vhost's.
-            for user in definitions["users"]:
-                user.pop("limits", None)
-        return definitions
-
-    def patch_producer(self) -> None:
-        """The suite's own clients and tools in this process (its Celery app, the PKI tooling) are part of the test
-        stack too."""
-        if self.name == "renamedrotation":
-            import tls.store
-            self.patches.setattr(tls.store, "write_in_place",
-                                 lambda path, data: tls.store.write_atomic(path, data, path.stat().st_mode & 0o777,
-                                                                            overwrite=True))
-        if self.name == "pickleproducer":
-            # A producer that kept kombu's pickle codec and lost its JSON-only guard.
-            validation = importlib.import_module(f"{self.stack.package}.validation")
-            self.patches.setattr(validation, "require_json", lambda serializer: None)
-            register_pickle()
+    def patch_clients(self) -> None:
+        if self.name in CLIENT_PATCHES:
+            CLIENT_PATCHES[self.name](self.patches, self.stack)
 
     def cleanup(self) -> None:
         self.patches.undo()
         if self.name == "pickleproducer" and "pickle" in registry.name_to_type:
             registry.unregister("pickle")
         self.scratch.remove()
-
