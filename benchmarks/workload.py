@@ -27,6 +27,7 @@ NUMBERS = [987_654_321_000 + n for n in range(1000)]                            
 
 def load_tasks(variant: str) -> dict:
     if variant == "hardened":   # the project's own app and task objects, configured from TASKS_*/TLS_* env
+        from hardened_tasks import celery_app  # noqa: F401  (the app the tasks' proxies use: the current one)
         from hardened_tasks.tasks import arithmetic, notifications, reports, text
         return {"add": arithmetic.add, "deliver_notification": notifications.deliver_notification,
                 "normalize_text": text.normalize_text, "sum_chunk": reports.sum_chunk}

@@ -4,7 +4,7 @@ tenant allows that queue; anything else is dead-lettered as not allowed (intake.
 Publish rights cannot say this: any producer may publish any task name into any queue of its vhost, so without
 these rules the analytics producer could run `record_payment`, or push bulk work onto the priority queue.
 
-* Per task, beside it: `@app.task(on_queue=...)` names its queue (the ordinary task queue when it names none);
+* Per task, beside it: `@shared_task(on_queue=...)` names its queue (the ordinary task queue when it names none);
   routing follows it (config.task_routes), so a message on another queue was forged.
 * Per tenant, in compose.yaml: each worker service's TASKS_ALLOWED_QUEUES, written by tools/tenants.py from
   stack.toml's [workers] priority_vhosts (at bake time: the `payment_vhosts` answer; those tenants also run the

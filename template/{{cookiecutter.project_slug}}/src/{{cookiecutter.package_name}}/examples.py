@@ -1,4 +1,4 @@
-"""A task's worked example, declared beside it (`@app.task(example=Example(...))`) and run by the live tests."""
+"""A task's worked example, declared beside it (`@shared_task(example=Example(...))`) and run by the live tests."""
 from typing import Any, NamedTuple
 
 

@@ -53,8 +53,8 @@ def validate_arguments(task_name: str, schema: type[BaseModel], args: Sequence[A
 class ValidatedTask(Task):
     """Base class of every task in the app: `schema` is mandatory and enforced on both sides of the queue.
 
-    `@app.task` makes a subclass per task; the schema is built then, once, from the task's typed signature
-    (signature_schema.py), unless given as `@app.task(schema=Model)`. A signature that gives none leaves `schema`
+    `@shared_task` makes a subclass per task (for each app); the schema is built then, once, from the task's typed signature
+    (signature_schema.py), unless given as `@shared_task(schema=Model)`. A signature that gives none leaves `schema`
     None and the reason in `schema_problem`: the worker then refuses to start (RequireSchemas)."""
 
     schema: type[BaseModel] | None = None

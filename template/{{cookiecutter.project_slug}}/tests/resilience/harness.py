@@ -194,7 +194,8 @@ def count(data_dir: Path, table: str) -> int:
 def celery_client(rig: Rig, vhost: str, role: str = "producer") -> Celery:
     """A private Celery app configured exactly like the project's (build_config), as `<vhost>-<role>`.
 
-    Not the project's module-level app: that one belongs to the security suite's session.
+    Not one from create_app: that would register the project's tasks and become the process's default app, while
+    these clients (several per test, one per vhost and role) send by name, as any producer without the tasks may.
     """
     from {{ cookiecutter.package_name }}.config import build_config
     from {{ cookiecutter.package_name }}.settings import BrokerSettings

@@ -1,5 +1,4 @@
 """Session fixtures of the live security suite: the shipped compose stack, shared by every test, always removed."""
-import os
 import shutil
 from pathlib import Path
 
@@ -62,26 +61,20 @@ def vhosts(stack) -> tuple[str, ...]:
 
 @pytest.fixture(scope="session")
 def celery_client(stack, vhosts, weakening):
-    """The project's own Celery app, as the first vhost's producer, over TLS to the published port."""
-    endpoint, topology = stack.endpoint, stack.stack.topology
+    """The project's own Celery app (its factory, its tasks), as the first vhost's producer, over TLS to the
+    published port."""
+    from {{ cookiecutter.package_name }}.app_factory import create_app
+    from {{ cookiecutter.package_name }}.settings import BrokerSettings
+    endpoint, topology, login = stack.endpoint, stack.stack.topology, stack.stack.login
     vhost = vhosts[0]
     user = topology.user_name(vhost, "producer")
     certificate, key = endpoint.certificate_files(user)
-    saved = dict(os.environ)
-    os.environ.update({
-        "TASKS_BROKER_URL": f"amqps://{user}@127.0.0.1:{endpoint.port}/{vhost}",
-        "TLS_SERVER_NAME": stack.stack.broker_host,
-        "TASKS_BROKER_PASSWORD_FILE": str(endpoint.password_file(vhost, "producer")),
-        "TLS_CA_FILE": str(PROJECT_DIR / "pki" / "ca.crt"),
-        "TLS_CERT_FILE": str(certificate),
-        "TLS_KEY_FILE": str(key),
-    })
-    from {{ cookiecutter.package_name }}.celery_app import app
-    from {{ cookiecutter.package_name }}.config import build_config
-    from {{ cookiecutter.package_name }}.settings import BrokerSettings
-    app.conf.update(build_config(BrokerSettings.from_env()))  # in case unit tests imported it first
+    app = create_app(BrokerSettings(
+        url=f"amqps://{user}@127.0.0.1:{endpoint.port}/{vhost}", login=login,
+        password_file=endpoint.password_file(vhost, "producer") if stack.stack.passwords else None,
+        ca_file=PROJECT_DIR / "pki" / "ca.crt", cert_file=certificate, key_file=key,
+        result_backend="{{ cookiecutter.result_backend }}",
+        tls_server_name=stack.stack.broker_host))
     if weakening:
         weakening.patch_clients()
-    yield app
-    os.environ.clear()
-    os.environ.update(saved)   # later tests (unit) see the environment they expect
+    return app

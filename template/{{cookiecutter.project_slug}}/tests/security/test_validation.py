@@ -17,15 +17,14 @@ controls = pytest.mark.controls
 PACKAGE = "{{ cookiecutter.package_name }}"
 ADD = f"{PACKAGE}.tasks.arithmetic.add"
 
-# The task modules, found as the worker finds them (tasks/__init__.py) but without importing the app, which needs
-# the suite's client settings first (celery_client): each test below covers every task its module registers
-# (tests/unit/test_validation.py checks that every task is in such a module).
+# The task modules, found as the worker finds them (tasks/__init__.py), at collection time, before any app exists:
+# each test below covers every task its module registers (tests/unit/test_validation.py checks that every task is in
+# such a module).
 TASK_MODULES = sorted(module.name for module in pkgutil.iter_modules(
     importlib.util.find_spec(f"{PACKAGE}.tasks").submodule_search_locations) if not module.name.startswith("_"))
 
 
-def tasks_of(module: str) -> list:
-    from {{ cookiecutter.package_name }}.celery_app import app
+def tasks_of(app, module: str) -> list:
     tasks = [task for name, task in sorted(app.tasks.items()) if task.__module__ == f"{PACKAGE}.tasks.{module}"]
     assert tasks, f"tasks/{module}.py registers no task"
     return tasks
@@ -66,8 +65,8 @@ def test_a_worker_with_a_schemaless_task_refuses_to_start(stack, vhosts, tmp_pat
 @pytest.mark.parametrize("module", TASK_MODULES)
 def test_valid_arguments_run_the_task(celery_client, module):
     """Each task's example, declared beside it, runs and gives its declared result."""
-    for task in tasks_of(module):
-        assert task.example is not None, f"{task.name} declares no example (@app.task(example=Example(...)))"
+    for task in tasks_of(celery_client, module):
+        assert task.example is not None, f"{task.name} declares no example (@shared_task(example=Example(...)))"
         result = celery_client.send_task(task.name, kwargs=task.example.kwargs).get(timeout=30)
         assert result == task.example.returns, task.name
 
@@ -81,7 +80,7 @@ def test_invalid_arguments_are_refused_before_the_body_and_not_retried(stack, vh
     from {{ cookiecutter.package_name }}.errors import InvalidTaskArguments
     worker = stack.workers[vhosts[0]]
     sent = []
-    for task in tasks_of(module):
+    for task in tasks_of(celery_client, module):
         schema = schema_oracle.task_schema(task)
         for invalid, field in schema_oracle.invalid_variants(schema, task.example.kwargs):
             assert not schema_oracle.accepts(schema, [], invalid), f"{task.name}: {invalid} is not invalid"

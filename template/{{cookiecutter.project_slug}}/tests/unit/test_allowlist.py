@@ -3,7 +3,7 @@ exactly what they should; a worker without a valid tenant allow-list refuses to 
 import pytest
 
 from {{ cookiecutter.package_name }} import allowlist, errors, topology
-from {{ cookiecutter.package_name }}.celery_app import app
+from tests.unit.unit_app import app
 
 pytestmark = pytest.mark.controls("TEN-03")
 PAYMENT = app.tasks[f"{allowlist.TASKS_PACKAGE}.payments.record_payment"]

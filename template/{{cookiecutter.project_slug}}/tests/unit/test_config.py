@@ -4,7 +4,7 @@ from kombu.exceptions import ContentDisallowed
 from kombu.serialization import loads
 
 from {{ cookiecutter.package_name }} import errors
-from {{ cookiecutter.package_name }}.celery_app import app
+from tests.unit.unit_app import app
 from {{ cookiecutter.package_name }}.tasks.arithmetic import add
 
 pytestmark = pytest.mark.controls("SER-01", "SER-03")

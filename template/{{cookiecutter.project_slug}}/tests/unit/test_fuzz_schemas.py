@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests import schema_oracle as oracle
 from {{ cookiecutter.package_name }} import errors
-from {{ cookiecutter.package_name }}.celery_app import app
+from tests.unit.unit_app import app
 from {{ cookiecutter.package_name }}.validation import validate_arguments
 
 # Per task and property: 1000 x 2 properties x the tasks (7 shipped: 14,000 argument lists); FUZZ_EXAMPLES=5000

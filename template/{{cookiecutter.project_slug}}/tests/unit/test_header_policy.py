@@ -9,7 +9,7 @@ import pytest
 
 from {{ cookiecutter.package_name }} import header_policy
 from {{ cookiecutter.package_name }}.canvas import chunked_sum, word_count_pipeline
-from {{ cookiecutter.package_name }}.celery_app import app
+from tests.unit.unit_app import app
 from {{ cookiecutter.package_name }}.tasks.arithmetic import add
 from {{ cookiecutter.package_name }}.tasks.notifications import deliver_notification
 

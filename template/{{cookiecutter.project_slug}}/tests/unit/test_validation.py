@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from {{ cookiecutter.package_name }} import errors
-from {{ cookiecutter.package_name }}.celery_app import app
+from tests.unit.unit_app import app
 from {{ cookiecutter.package_name }}.tasks.arithmetic import add
 from {{ cookiecutter.package_name }}.tasks.reports import sum_chunk
 from {{ cookiecutter.package_name }}.validation import RequireSchemas, ValidatedTask, require_schemas, validate_arguments
@@ -78,7 +78,7 @@ def test_every_task_is_in_a_task_module_with_a_valid_example(name):
     """The live tests find tasks by module and run each one's example (tests/security/test_validation.py)."""
     task = app.tasks[name]
     assert task.__module__.startswith("{{ cookiecutter.package_name }}.tasks.") and name.startswith(task.__module__)
-    assert task.example is not None, f"{name} declares no example (@app.task(example=Example(...)))"
+    assert task.example is not None, f"{name} declares no example (@shared_task(example=Example(...)))"
     validate_arguments(name, task.schema, (), task.example.kwargs)
 
 

@@ -2,16 +2,16 @@
 import sqlite3
 from typing import Annotated
 
+from celery import shared_task
 from pydantic import Field
 
 from .. import store
-from ..celery_app import app
 from ..examples import Example
 from ..schemas import EmailAddress, Identifier
 from ..topology import MAX_MESSAGE_BYTES
 
 
-@app.task(
+@shared_task(
     autoretry_for=(sqlite3.OperationalError,),   # a locked/unavailable store is transient; bad input is not
     retry_backoff=2,                               # 2 s, 4 s, 8 s, ... between tries
     retry_backoff_max=120,

@@ -2,16 +2,16 @@
 payment_id."""
 from typing import Annotated, Literal
 
+from celery import shared_task
 from pydantic import Field
 
 from .. import store
-from ..celery_app import app
 from ..examples import Example
 from ..schemas import Identifier
 from ..topology import PRIORITY_QUEUE
 
 
-@app.task(on_queue=PRIORITY_QUEUE,
+@shared_task(on_queue=PRIORITY_QUEUE,
           example=Example({"payment_id": "p-1", "amount_cents": 100, "currency": "EUR"},
                           returns={"payment_id": "p-1", "recorded": True}))
 def record_payment(payment_id: Identifier,      # idempotency key: the same payment twice is recorded once

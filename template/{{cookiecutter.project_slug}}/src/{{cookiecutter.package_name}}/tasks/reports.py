@@ -1,13 +1,13 @@
 """Chunking: a large job is split into bounded pieces (see canvas.chunked_sum) so no task hogs a worker."""
 from typing import Annotated
 
+from celery import shared_task
 from pydantic import Field
 
-from ..celery_app import app
 from ..examples import Example
 from ..schemas import Amount
 
 
-@app.task(example=Example({"numbers": [1, 2, 3]}, returns=6))
+@shared_task(example=Example({"numbers": [1, 2, 3]}, returns=6))
 def sum_chunk(numbers: Annotated[list[Amount], Field(max_length=1000)]) -> int:
     return sum(numbers)

@@ -1,14 +1,15 @@
 """Two steps meant to be chained: the output of the first is the input of the second."""
-from ..celery_app import app
+from celery import shared_task
+
 from ..examples import Example
 from ..schemas import Text
 
 
-@app.task(example=Example({"text": "  Hello   World "}, returns="hello world"))
+@shared_task(example=Example({"text": "  Hello   World "}, returns="hello world"))
 def normalize_text(text: Text) -> str:
     return " ".join(text.lower().split())
 
 
-@app.task(example=Example({"text": "a b c"}, returns=3))
+@shared_task(example=Example({"text": "a b c"}, returns=3))
 def count_words(text: Text) -> int:
     return len(text.split())
