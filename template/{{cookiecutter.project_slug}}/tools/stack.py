@@ -12,34 +12,22 @@ import docker
 
 from tools import broker_client, images, settings
 from tools.compose import ComposeError, ComposeProject
-from tools.progress import StepError
+from tools.progress import StepError, step
 
 REFUSAL_LOG_LINE = "Refusing to deserialize untrusted content"
 REFUSAL_TIMEOUT_SECONDS = 60
 
 
-def step(title: str) -> float:
-    print(f"==> {title}", flush=True)
-    return time.monotonic()
-
-
-def done(started: float) -> None:
-    print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
-
-
 def up(project: ComposeProject) -> None:
-    started = step("building images (base images: official if available, else offline stand-ins)")
-    images.build_images(project.project_dir)
-    done(started)
-    started = step("starting broker and workers; waiting until every healthcheck passes")
-    project.up(capture=False)
-    done(started)
+    with step("building images (base images: official if available, else offline stand-ins)"):
+        images.build_images(project.project_dir)
+    with step("starting broker and workers; waiting until every healthcheck passes"):
+        project.up(capture=False)
 
 
 def run_demo_client(project: ComposeProject, vhost: str) -> None:
-    started = step(f"sending tasks as {vhost}-producer (over TLS, client certificate, JSON)")
-    project.run("--profile", "tools", "run", "--rm", "--no-deps", f"producer-{vhost}", capture=False)
-    done(started)
+    with step(f"sending tasks as {vhost}-producer (over TLS, client certificate, JSON)"):
+        project.run("--profile", "tools", "run", "--rm", "--no-deps", f"producer-{vhost}", capture=False)
 
 
 PICKLE_CONTENT_TYPE = "application/x-python-serialize"
@@ -59,30 +47,29 @@ def wait_for_log_line(container, needle: str, since: int) -> None:
 
 def pickle_attack(project: ComposeProject, stack: settings.StackSettings, vhost: str) -> None:
     """Publish a pickle that would run a command if deserialized; show it refused and dead-lettered."""
-    started = step(f"attack: publishing a pickled task message to {vhost}/tasks")
-    endpoint = broker_client.Endpoint(stack.project_dir)
-    worker = project.container(stack.worker_service(vhost))
-    since = int(time.time()) - 1
-    with endpoint.connect(vhost, "producer") as connection:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        # A real task name: the worker gets as far as decoding the body, where JSON-only stops it.
-        broker_client.publish_raw(channel, "tasks", broker_client.PICKLE_PAYLOAD, PICKLE_CONTENT_TYPE,
-                                  f"{stack.package}.tasks.arithmetic.add")
-    wait_for_log_line(worker, REFUSAL_LOG_LINE, since)
-    print(f"    worker log: '{REFUSAL_LOG_LINE} of type ...' (the message was never decoded)")
-    canary = worker.exec_run(["test", "-e", broker_client.PICKLE_CANARY_PATH]).exit_code == 0
-    print(f"    canary {broker_client.PICKLE_CANARY_PATH} in the worker: {'PRESENT (!)' if canary else 'absent'}")
-    with endpoint.connect(vhost, "auditor") as connection:
-        letters = broker_client.wait_for_dead_letters(connection, pickle_among, timeout=REFUSAL_TIMEOUT_SECONDS)
-    print(f"    dead-letters stream (read as {vhost}-auditor, who cannot purge it) holds {len(letters)} message(s):")
-    for letter in letters:
-        # The forged invalid call is here too: a failed task is dead-lettered, not acked away.
-        print(f"      offset {letter.offset}: {letter.properties.content_type}, {len(letter.body)} bytes, x-death "
-              f"reasons {broker_client.death_reasons(letter.properties)}")
-    worker.reload()
-    print(f"    worker still running: {worker.status}")
-    done(started)
+    with step(f"attack: publishing a pickled task message to {vhost}/tasks"):
+        endpoint = broker_client.Endpoint(stack.project_dir)
+        worker = project.container(stack.worker_service(vhost))
+        since = int(time.time()) - 1
+        with endpoint.connect(vhost, "producer") as connection:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            # A real task name: the worker gets as far as decoding the body, where JSON-only stops it.
+            broker_client.publish_raw(channel, "tasks", broker_client.PICKLE_PAYLOAD, PICKLE_CONTENT_TYPE,
+                                      f"{stack.package}.tasks.arithmetic.add")
+        wait_for_log_line(worker, REFUSAL_LOG_LINE, since)
+        print(f"    worker log: '{REFUSAL_LOG_LINE} of type ...' (the message was never decoded)")
+        canary = worker.exec_run(["test", "-e", broker_client.PICKLE_CANARY_PATH]).exit_code == 0
+        print(f"    canary {broker_client.PICKLE_CANARY_PATH} in the worker: {'PRESENT (!)' if canary else 'absent'}")
+        with endpoint.connect(vhost, "auditor") as connection:
+            letters = broker_client.wait_for_dead_letters(connection, pickle_among, timeout=REFUSAL_TIMEOUT_SECONDS)
+        print(f"    dead-letters stream (read as {vhost}-auditor, who cannot purge it) holds {len(letters)} message(s):")
+        for letter in letters:
+            # The forged invalid call is here too: a failed task is dead-lettered, not acked away.
+            print(f"      offset {letter.offset}: {letter.properties.content_type}, {len(letter.body)} bytes, x-death "
+                  f"reasons {broker_client.death_reasons(letter.properties)}")
+        worker.reload()
+        print(f"    worker still running: {worker.status}")
     if canary or not pickle_among(letters) or worker.status != "running":
         raise RuntimeError("the pickle attack was not contained")
 
