@@ -12,7 +12,7 @@ from .certificates import (
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key
 from .revocation import openssl_name_hash
-from .store import add_client, add_server, bootstrap_pki, check_crl, check_pki, revoke, rotate, write_crl
+from .pki_directory import add_client, add_server, bootstrap_pki, check_crl, check_pki, revoke, rotate, write_crl
 
 __all__ = [
     "ChownRequired",

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from .errors import PKIError
-from .store import (DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_crl, check_pki,
+from .pki_directory import (DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_crl, check_pki,
                     rebuild_crl, revoke, rotate)
-from .validation import CLIENT_DAYS, SERVER_DAYS
+from .policy import CLIENT_DAYS, SERVER_DAYS
 
 EXIT_OK, EXIT_WARN, EXIT_USAGE = 0, 1, 2
 

@@ -16,7 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import PKIError
 from .keys import generate_key
-from .validation import (
+from .policy import (
     CA_DAYS,
     CLIENT_DAYS,
     MAX_CA_DAYS,

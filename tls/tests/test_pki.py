@@ -34,7 +34,7 @@ from tls import (
     verify_chain,
 )
 from tls.__main__ import main
-from tls.store import CERT_MODE, KEY_MODE, cert_pem, write_atomic
+from tls.pki_directory import CERT_MODE, KEY_MODE, cert_pem, write_atomic
 
 ROLES = ["worker", "producer", "auditor"]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the directory that contains tls/
@@ -279,9 +279,9 @@ def test_bootstrap_refuses_stray_leaf_file(tmp_path: Path):
 
 
 def test_bootstrap_rolls_back_on_write_failure(tmp_path: Path, monkeypatch):
-    import tls.store
+    import tls.pki_directory
 
-    real = tls.store.write_atomic
+    real = tls.pki_directory.write_atomic
     calls = []
 
     def failing(path, *args, **kwargs):
@@ -290,7 +290,7 @@ def test_bootstrap_rolls_back_on_write_failure(tmp_path: Path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(tls.store, "write_atomic", failing)
+    monkeypatch.setattr(tls.pki_directory, "write_atomic", failing)
     with pytest.raises(OSError):
         bootstrap_pki(tmp_path / "pki", "rabbitmq", ["worker"])
     assert list((tmp_path / "pki").iterdir()) == []
@@ -416,14 +416,14 @@ def test_rotate_refuses_unknown_and_ca(pki: Path):
 
 
 def test_rotate_restores_old_pair_on_failure(pki: Path, monkeypatch):
-    import tls.store
+    import tls.pki_directory
 
     before = snapshot(pki)
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tls.store, "write_in_place", full_disk)
+    monkeypatch.setattr(tls.pki_directory, "write_in_place", full_disk)
     with pytest.raises(OSError):
         rotate(pki, "worker")
     assert snapshot(pki) == before

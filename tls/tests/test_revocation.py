@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from tls import PKIError, bootstrap_pki, check_crl, load_certificate, openssl_name_hash, revoke, rotate
 from tls.__main__ import main
 from tls.revocation import crl_path, load_crl
-from tls.store import cert_pem
+from tls.pki_directory import cert_pem
 
 OPENSSL = shutil.which("openssl")
 

@@ -10,7 +10,7 @@ from celery import Celery
 
 from . import config, logging_setup, serialization  # noqa: F401  (logging_setup connects its signal handler)
 from .liveness import Liveness
-from .settings import BrokerSettings
+from .broker_settings import BrokerSettings
 from .validation import RequireSchemas, ValidatedTask
 
 

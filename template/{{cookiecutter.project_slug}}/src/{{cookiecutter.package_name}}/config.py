@@ -2,7 +2,7 @@
 from kombu import Exchange, Queue
 
 from . import allowlist, topology
-from .settings import BrokerSettings
+from .broker_settings import BrokerSettings
 
 JSON_ONLY = ["json"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .certificate_expiry import expiry_report
 from .liveness import LIVENESS_FILE, STALE_AFTER_SECONDS
-from .settings import client_certificate_file
+from .broker_settings import client_certificate_file
 
 
 def main() -> int:

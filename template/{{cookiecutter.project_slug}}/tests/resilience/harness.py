@@ -198,7 +198,7 @@ def celery_client(rig: Rig, vhost: str, role: str = "producer") -> Celery:
     these clients (several per test, one per vhost and role) send by name, as any producer without the tasks may.
     """
     from {{ cookiecutter.package_name }}.config import build_config
-    from {{ cookiecutter.package_name }}.settings import BrokerSettings
+    from {{ cookiecutter.package_name }}.broker_settings import BrokerSettings
     user = rig.stack.topology.user_name(vhost, role)
     certificate, key = rig.endpoint.certificate_files(user)
     broker = BrokerSettings(

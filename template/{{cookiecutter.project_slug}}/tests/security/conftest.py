@@ -64,7 +64,7 @@ def celery_client(stack, vhosts, weakening):
     """The project's own Celery app (its factory, its tasks), as the first vhost's producer, over TLS to the
     published port."""
     from {{ cookiecutter.package_name }}.app_factory import create_app
-    from {{ cookiecutter.package_name }}.settings import BrokerSettings
+    from {{ cookiecutter.package_name }}.broker_settings import BrokerSettings
     endpoint, topology, login = stack.endpoint, stack.stack.topology, stack.stack.login
     vhost = vhosts[0]
     user = topology.user_name(vhost, "producer")

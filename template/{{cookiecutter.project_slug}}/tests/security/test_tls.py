@@ -25,7 +25,7 @@ from tools.broker_client import publish, task_message
 from tls.certificates import create_ca
 from tls.keys import private_key_pem
 from tls.revocation import CRL_MODE, crl_path
-from tls.store import write_atomic
+from tls.pki_directory import write_atomic
 
 controls = pytest.mark.controls
 # Key-exchange groups the broker may agree (rabbitmq.conf ssl_options.eccs): X25519 and the NIST P-256/P-384

@@ -106,9 +106,9 @@ validation.validate_arguments = lambda name, schema, args, kwargs: dict(zip(sche
 """
 # Without server_hostname py-amqp accepts a project-CA certificate issued for any name.
 PATCH_NO_HOST_CHECK = """
-import %(package)s.settings as settings
-_options = settings.BrokerSettings.ssl_options
-settings.BrokerSettings.ssl_options = lambda self: {k: v for k, v in _options(self).items() if k != "server_hostname"}
+import %(package)s.broker_settings as broker_settings
+_options = broker_settings.BrokerSettings.ssl_options
+broker_settings.BrokerSettings.ssl_options = lambda self: {k: v for k, v in _options(self).items() if k != "server_hostname"}
 """
 # Headers believed as sent, as stock Celery does.
 PATCH_NO_HEADER_POLICY = """
@@ -180,9 +180,9 @@ DEFINITION_EDITS: dict[str, Callable[[dict, settings.StackSettings], None]] = {
 def rotate_by_rename(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:
     """"Write the new pair beside the old one and rename it into place" (as `tls rotate` did before TLS-07): the
     running broker's bind mounts keep the old files, so only a restart would ever serve the new certificate."""
-    import tls.store
-    patches.setattr(tls.store, "write_in_place",
-                    lambda path, data: tls.store.write_atomic(path, data, path.stat().st_mode & 0o777, overwrite=True))
+    import tls.pki_directory
+    patches.setattr(tls.pki_directory, "write_in_place",
+                    lambda path, data: tls.pki_directory.write_atomic(path, data, path.stat().st_mode & 0o777, overwrite=True))
 
 
 def producer_with_pickle(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:

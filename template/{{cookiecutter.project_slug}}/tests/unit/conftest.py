@@ -1,5 +1,5 @@
 """Every unit test starts from the same environment, whatever the shell had: the one a container would give
-(settings.py reads it; tests/unit/unit_app.py builds the app from explicit settings instead)."""
+(broker_settings.py reads it; tests/unit/unit_app.py builds the app from explicit settings instead)."""
 import pytest
 
 from tests.unit.unit_app import FILES

@@ -12,7 +12,7 @@ import pytest
 
 from tls.certificates import create_ca, issue_server_certificate
 from tls.keys import private_key_pem
-from tls.store import cert_pem
+from tls.pki_directory import cert_pem
 from tests.unit.unit_app import app
 from {{ cookiecutter.package_name }}.consumer import WorkerConsumer
 from {{ cookiecutter.package_name }}.intake import DeadLetteringConsumer

@@ -4,7 +4,7 @@ import tempfile
 from pathlib import Path
 
 from {{ cookiecutter.package_name }}.app_factory import create_app
-from {{ cookiecutter.package_name }}.settings import BrokerSettings
+from {{ cookiecutter.package_name }}.broker_settings import BrokerSettings
 
 FILES = Path(tempfile.mkdtemp(prefix="unit-secrets-"))
 for _name in ("ca.crt", "client.crt", "client.key"):

@@ -1,4 +1,4 @@
-"""On-disk PKI layout: atomic writes, bootstrap, issuing, rotation and health checks."""
+"""The PKI directory on disk: atomic writes, bootstrap, issuing, rotation, revocation and health checks."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .certificates import (
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key, private_key_pem
 from .revocation import CRL_DIR_MODE, CRL_MODE, crl_path, crl_pem, crl_with, is_revoked, load_crl
-from .validation import CLIENT_DAYS, SERVER_DAYS, check_ca_name, check_client_role, check_host, check_owner
+from .policy import CLIENT_DAYS, SERVER_DAYS, check_ca_name, check_client_role, check_host, check_owner
 
 DEFAULT_DIR = Path("pki")
 DEFAULT_CA_NAME = "Celery PKI CA"

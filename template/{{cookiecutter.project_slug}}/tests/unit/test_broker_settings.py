@@ -4,7 +4,7 @@ import ssl
 import pytest
 
 from {{ cookiecutter.package_name }} import errors
-from {{ cookiecutter.package_name }}.settings import BrokerSettings
+from {{ cookiecutter.package_name }}.broker_settings import BrokerSettings
 
 pytestmark = pytest.mark.controls("TLS-03", "TLS-04")
 

@@ -1,4 +1,4 @@
-"""Input checks that turn bad names, addresses and lifetimes into PKIError."""
+"""What the PKI tooling accepts: names, addresses and lifetimes (each with its reason); anything else is a PKIError."""
 
 from __future__ import annotations
 
