@@ -1,6 +1,6 @@
 """Worker-side message intake: a message the worker cannot run is dead-lettered and logged, never lost.
 
-Celery's own consumer has three gaps with hostile input (all reproduced by tests/resilience):
+Celery's own consumer has these gaps with hostile input (reproduced by tests/resilience and tests/security):
 
 * a body of an accepted content type that does not decode (invalid JSON, non-UTF-8, a bad `compression`
   header) is *acked* after logging, so it is gone with no copy for forensics;
@@ -11,7 +11,9 @@ Celery's own consumer has three gaps with hostile input (all reproduced by tests
   inflates to ~1 GiB and the worker is OOM-killed (again and again, on every redelivery);
 * the headers themselves are trusted (ETA, time limits, reply_to, embedded callbacks, built-in task names):
   header_policy.py says what they may be, and a message that breaks it is refused here;
-* any task name is run from any queue: allowlist.py says which queues this tenant runs, and each task's own.
+* any task name is run from any queue: allowlist.py says which queues this tenant runs, and each task's own;
+* the argsrepr/kwargsrepr headers, which Celery logs, are believed: they are rewritten from the body with the
+  secrets masked (redaction.py).
 
 The consumer below rejects every such message without requeue, so the queue's dead-letter exchange keeps it,
 and writes one log line per message naming its message id, task id and the reason. Decompression is
@@ -24,7 +26,7 @@ from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.exceptions import ContentDisallowed
 
-from . import allowlist, header_policy, topology
+from . import allowlist, header_policy, redaction, topology
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +134,13 @@ class DeadLetteringConsumer(Consumer):
                         return self.dead_letter(message, "header-policy", ValueError(broken))
                     name = message.headers["task"]
                     if name in self.app.tasks:   # unknown names: Celery's handler reports them (on_unknown_task)
-                        refused = allowlist.refusal(self.app.tasks[name], queue_of(message), self.tenant_queues)
+                        task = self.app.tasks[name]
+                        refused = allowlist.refusal(task, queue_of(message), self.tenant_queues)
                         if refused is not None:
                             return self.dead_letter(message, "not-allowed", PermissionError(refused))
+                        # Celery logs these headers as sent; whoever sent them, they now mask the secrets.
+                        args, kwargs, _ = message.decode()
+                        message.headers.update(redaction.argument_reprs(getattr(task, "schema", None), args, kwargs))
                 return handle(message)
             except recoverable:
                 raise                         # the connection is gone: let the consumer reconnect

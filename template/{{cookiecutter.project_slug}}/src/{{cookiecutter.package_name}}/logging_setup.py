@@ -7,6 +7,8 @@ from celery import signals
 from celery._state import get_current_task
 from celery.worker import request
 
+LOGGED_ARGUMENT_CHARS = 256
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -16,6 +18,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            # Celery's own context of its received/succeeded/failed lines: the arguments as the argsrepr and kwargsrepr
+            # headers show them, secrets masked (redaction.py); shortened, as a log line is no place for a payload.
+            entry.update({key: str(data[key])[:LOGGED_ARGUMENT_CHARS] for key in ("args", "kwargs") if key in data})
         task = get_current_task()
         if task is not None and task.request.id:
             entry["task_id"] = task.request.id

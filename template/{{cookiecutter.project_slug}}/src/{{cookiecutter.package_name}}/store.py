@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS payments (payment_id TEXT PRIMARY KEY, amount_cents I
                                      currency TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (notification_id TEXT PRIMARY KEY, recipient TEXT NOT NULL,
                                    subject TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_tokens (account_id INTEGER PRIMARY KEY, token_sha256 TEXT NOT NULL);
 """
 
 
@@ -61,4 +62,14 @@ def queue_notification(notification_id: str, recipient: str, subject: str, body:
         "INSERT INTO outbox (notification_id, recipient, subject, body) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(notification_id) DO NOTHING",
         (notification_id, recipient, subject, body),
+    )
+
+
+def set_api_token(account_id: int, token_sha256: str) -> bool:
+    """Keep an account's API token (its digest only); True when it changed (the same token again changes nothing)."""
+    return _changed(
+        "INSERT INTO api_tokens (account_id, token_sha256) VALUES (?, ?) "
+        "ON CONFLICT(account_id) DO UPDATE SET token_sha256 = excluded.token_sha256 "
+        "WHERE token_sha256 != excluded.token_sha256",
+        (account_id, token_sha256),
     )

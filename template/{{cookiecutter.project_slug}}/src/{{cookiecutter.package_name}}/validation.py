@@ -5,7 +5,7 @@ from typing import Any, Mapping, Sequence
 from celery import Celery, Task, bootsteps
 from pydantic import BaseModel, ValidationError
 
-from . import errors
+from . import errors, redaction
 from .examples import Example
 from .serialization import require_json
 from .signature_schema import SchemaUnavailable, schema_from_signature
@@ -89,6 +89,7 @@ class ValidatedTask(Task):
         # Producer side: fail fast with the same message instead of queueing a doomed task.
         if self.schema is not None:
             validate_arguments(self.name, self.schema, args or (), kwargs or {})
+            options.update(redaction.argument_reprs(self.schema, args or (), kwargs or {}))   # secrets masked
         return super().apply_async(args, kwargs, **options)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from celery.utils.saferepr import saferepr
 from kombu.serialization import register_pickle, registry
 
 from tests.harness.scratch import ScratchFiles, broker_config_swapped
@@ -120,8 +121,14 @@ PATCH_ANY_TASK = """
 import %(package)s.allowlist as allowlist
 allowlist.refusal = lambda *args, **kwargs: None
 """
+# "The secrets are only in our own logs": arguments shown as sent, as stock Celery does (workers and our producer).
+PATCH_NO_REDACTION = """
+import %(package)s.redaction as redaction
+from celery.utils.saferepr import saferepr
+redaction.argument_reprs = lambda schema, args, kwargs: {"argsrepr": saferepr(args), "kwargsrepr": saferepr(kwargs)}
+"""
 WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "nohostcheck": PATCH_NO_HOST_CHECK,
-                  "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK}
+                  "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK, "noredaction": PATCH_NO_REDACTION}
 
 
 # Edits of the definitions file (secrets/definitions.json) the broker imports: name -> edit(definitions, stack).
@@ -192,8 +199,15 @@ def producer_with_pickle(patches: pytest.MonkeyPatch, stack: settings.StackSetti
     register_pickle()
 
 
+def producer_without_redaction(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:
+    redaction = importlib.import_module(f"{stack.package}.redaction")
+    patches.setattr(redaction, "argument_reprs",
+                    lambda schema, args, kwargs: {"argsrepr": saferepr(args), "kwargsrepr": saferepr(kwargs)})
+
+
 CLIENT_PATCHES: dict[str, Callable[[pytest.MonkeyPatch, settings.StackSettings], None]] = {
-    "renamedrotation": rotate_by_rename, "pickleproducer": producer_with_pickle}
+    "renamedrotation": rotate_by_rename, "pickleproducer": producer_with_pickle,
+    "noredaction": producer_without_redaction}
 # The usual shortcut: a worker's credential handed over in its environment, not only in its secret file (the
 # private key with certificate login, the password with password login).
 ENVIRONMENT_SECRETS = {"envsecret"}

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretBytes, SecretStr
 
 from tests import schema_oracle as oracle
 from {{ cookiecutter.package_name }} import errors
@@ -35,6 +36,11 @@ JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=8), inner, max_size=5)), max_leaves=12)
 # Characters where regex engines disagree: Rust's `\s` against Python's (\x1c-\x1f, NBSP...), a final newline.
 TRICKY = oracle.WHITE_SPACE + "\x1c\x1d\x1e\x1f"
+
+
+def revealed(value):
+    """A secret argument reaches the task as SecretStr (redaction.py); the task sees what was sent."""
+    return value.get_secret_value() if isinstance(value, (SecretStr, SecretBytes)) else value
 
 
 def around(limit: int) -> st.SearchStrategy:
@@ -173,7 +179,7 @@ def check(name: str, args: list, kwargs: dict) -> None:
     else:
         assert expected, f"accepted invalid arguments {args!r} {kwargs!r}"
         given_values = oracle.bind(schema, args, kwargs)
-        assert {field: validated[field] for field in given_values} == given_values
+        assert {field: revealed(validated[field]) for field in given_values} == given_values
     # The worker path (ValidatedTask.__call__): the body runs only with valid values, passed on unchanged.
     with spy_on_body(task) as seen:
         try:
@@ -183,7 +189,7 @@ def check(name: str, args: list, kwargs: dict) -> None:
         else:
             assert expected and len(seen) == 1
             assert all(type(seen[0][field]) is type(value) for field, value in validated.items())
-            assert all(oracle.Oracle(oracle.field_schema(schema, field)).is_valid(value)
+            assert all(oracle.Oracle(oracle.field_schema(schema, field)).is_valid(revealed(value))
                        for field, value in seen[0].items())
 
 
