@@ -3,18 +3,17 @@ here as a failing line, not as a README that quietly drifted. (The baked README'
 catalog; the baked project's tests/security/test_catalog.py checks it.)"""
 import ast
 import re
-import tomllib
 
 from tests.support.bake import REPO_ROOT
+from tests.support.catalog import controls, default_bake_weakenings
 
-CATALOG = REPO_ROOT / "policies" / "controls.toml"
 WEAKENINGS = REPO_ROOT / "template" / "{{cookiecutter.project_slug}}" / "tests" / "security" / "weakenings.py"
 # "TLS-01", and the short forms the tables use: "RUN-01..04" (a range), "VAL-01/02" (a list).
 CONTROL = re.compile(r"\b([A-Z]+)-(\d{2})((?:(?:\.\.|/)\d{2})*)")
 
 
 def catalog_ids() -> set[str]:
-    return {control["id"] for control in tomllib.loads(CATALOG.read_text())["control"]}
+    return {control["id"] for control in controls()}
 
 
 def control_ids(text: str) -> set[str]:
@@ -39,15 +38,6 @@ def table_after(readme: str, header: str) -> list[list[str]]:
     return rows
 
 
-def catalog_weakenings() -> dict[str, set[str]]:
-    """weakening -> the controls that must fail under it, for a default bake (certificate login)."""
-    expected: dict[str, set[str]] = {}
-    for control in tomllib.loads(CATALOG.read_text())["control"]:
-        for name in [*control.get("weakened_by", []), *control.get("weakened_by_certificate_login", [])]:
-            expected.setdefault(name, set()).add(control["id"])
-    return expected
-
-
 def project_edits() -> set[str]:
     """The names of weakenings.py's PROJECT_EDITS (read from its syntax tree: the module is a template, valid Python
     with Jinja only inside strings)."""
@@ -69,5 +59,5 @@ def test_the_readmes_weakening_tables_are_the_catalogs():
                  for row in table_after(readme, "| Weakening | What changes | Controls that must fail |")}
     edits = {re.match(r"`([a-z-]+)`", row[0]).group(1): control_ids(row[1])
              for row in table_after(readme, "| Edit of a shipped file | Controls that must fail |")}
-    assert {**overrides, **edits} == catalog_weakenings()
+    assert {**overrides, **edits} == default_bake_weakenings()
     assert set(edits) == project_edits()

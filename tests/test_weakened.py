@@ -15,26 +15,17 @@ import json
 import re
 import shutil
 import sys
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.bake import REPO_ROOT, bake, run_in
+from tests.support.bake import bake, run_in
+from tests.support.catalog import default_bake_weakenings
 
 pytestmark = pytest.mark.live
-CATALOG = REPO_ROOT / "policies" / "controls.toml"
 CONCURRENT_RUNS = 2
-
-
-def catalog_weakenings() -> list[str]:
-    """Every weakening the catalog names for a default bake (certificate login), in the catalog's order."""
-    names: dict[str, None] = {}
-    for control in tomllib.loads(CATALOG.read_text())["control"]:
-        names.update(dict.fromkeys([*control.get("weakened_by", []), *control.get("weakened_by_certificate_login", [])]))
-    return list(names)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +110,7 @@ def outcome(runs: dict, name: str) -> Run:
     return run
 
 
-@pytest.mark.parametrize("weakening", catalog_weakenings())
+@pytest.mark.parametrize("weakening", list(default_bake_weakenings()))
 def test_a_weakening_fails_exactly_the_controls_that_name_it(runs, tables, weakening):
     run = outcome(runs, weakening)
     assert run.report["weakening"] == (None if weakening in tables["edits"] else weakening)
