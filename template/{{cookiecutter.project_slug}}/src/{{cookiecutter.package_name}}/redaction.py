@@ -7,6 +7,7 @@ masked (validation.ValidatedTask.apply_async); the worker rewrites them from the
 (intake.py), because a producer sending by name, or not ours, writes whatever it likes there. Task events, which
 would carry them too, are off (config.py). Validation errors never echo input values (validation.describe_errors).
 """
+import functools
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ def _is_secret(hint) -> bool:
     return any(_is_secret(argument) for argument in typing.get_args(hint))   # Optional[SecretStr], Annotated
 
 
+@functools.cache   # per task schema, once: this runs for every message the worker takes and every call sent
 def sensitive_fields(schema: type[BaseModel]) -> frozenset[str]:
     return frozenset(name for name, field in schema.model_fields.items() if _is_secret(field.annotation))
 
