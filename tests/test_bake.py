@@ -61,14 +61,16 @@ def test_keys_and_passwords_are_private_but_readable_by_their_container_user(bak
     project, answers, _ = baked
     uid = int(answers.get("worker_uid", 10001))
     vhosts = answers.get("vhosts", "billing,analytics").split(",")
-    readers = {"pki/broker.key": {999}, "pki/ca.key": set(), "secrets/definitions.json": {999}}
+    readers = {"pki/broker.key": {999}, "pki/issuing-ca.key": set(), "pki-root/ca.key": set(),
+               "pki-root/passphrase": set(), "secrets/definitions.json": {999}}
     for vhost in vhosts:
         # One key per identity, readable by the one container that is that identity (auditors are people).
         for role, reader in (("worker", {uid}), ("producer", {uid}), ("auditor", set())):
             readers |= {f"pki/{vhost}-{role}.key": reader}
             if answers.get("broker_login") == "password":       # certificate login (the default) has no passwords
                 readers |= {f"secrets/{vhost}-{role}.password": reader}
-    found = {str(p.relative_to(project)) for p in [*(project / "pki").glob("*.key"), *(project / "secrets").iterdir()]}
+    found = {str(p.relative_to(project)) for p in [*(project / "pki").glob("*.key"), *(project / "pki-root").iterdir(),
+                                                   *(project / "secrets").iterdir()]}
     assert found == set(readers)
     for name, expected in readers.items():
         path = project / name

@@ -1,7 +1,8 @@
-"""Project PKI: a private CA plus broker and client certificates for mutual TLS."""
+"""Project PKI: an offline root, an issuing CA, and broker and client certificates for mutual TLS."""
 
 from .certificates import (
-    create_ca,
+    create_issuing_ca,
+    create_root_ca,
     describe,
     issue_client_certificate,
     issue_server_certificate,
@@ -12,7 +13,8 @@ from .certificates import (
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key
 from .revocation import openssl_name_hash
-from .pki_directory import add_client, add_server, bootstrap_pki, check_crl, check_pki, revoke, rotate, write_crl
+from .pki_directory import (add_client, add_server, bootstrap_pki, check_crl, check_pki, load_ca, load_root,
+                            replace_issuing_ca, revoke, rotate, rotate_issuing_ca, write_client_pair, write_crl)
 
 __all__ = [
     "ChownRequired",
@@ -22,16 +24,22 @@ __all__ = [
     "bootstrap_pki",
     "check_crl",
     "check_pki",
-    "create_ca",
+    "create_issuing_ca",
+    "create_root_ca",
     "describe",
     "issue_client_certificate",
     "issue_server_certificate",
+    "load_ca",
     "load_certificate",
     "load_private_key",
+    "load_root",
     "openssl_name_hash",
+    "replace_issuing_ca",
     "revoke",
     "rotate",
+    "rotate_issuing_ca",
     "server_alt_names",
     "verify_chain",
+    "write_client_pair",
     "write_crl",
 ]

@@ -1,4 +1,5 @@
-"""Command line: `python -m tls {init,issue-client,issue-server,rotate,revoke,crl,inspect}`."""
+"""Command line: `python -m tls {init,issue-client,issue-server,rotate,revoke,crl,inspect,rotate-issuing-ca,
+replace-issuing-ca}`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from .errors import PKIError
 from .pki_directory import (DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_crl, check_pki,
-                    rebuild_crl, revoke, rotate)
+                            leaf_names, load_root, rebuild_crl, replace_issuing_ca, revoke, root_key_on_host, rotate,
+                            rotate_issuing_ca, under_previous)
 from .policy import CLIENT_DAYS, SERVER_DAYS
 
 EXIT_OK, EXIT_WARN, EXIT_USAGE = 0, 1, 2
@@ -36,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="PKI directory (default: pki)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("init", parents=[common], help="create the CA, broker and client certificates")
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root-dir", type=Path, metavar="DIR",
+                      help="the offline root's directory: its key, and a passphrase file or a prompt (default: pki-root)")
+
+    p = sub.add_parser("init", parents=[common, root],
+                       help="create the root, the issuing CA, the broker and client certificates")
     p.add_argument("--broker-host", required=True, metavar="HOST")
     p.add_argument("--client", action="append", required=True, metavar="ROLE", dest="clients")
     p.add_argument("--owner", action="append", default=[], metavar="NAME=UID:GID", dest="owners")
@@ -60,7 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("revoke", parents=[common], help="revoke a certificate; the broker refuses it from then on")
     p.add_argument("name")
 
-    sub.add_parser("crl", parents=[common], help="rebuild the revocation list: its entries plus every archived certificate")
+    sub.add_parser("crl", parents=[common],
+                   help="rebuild the issuing CA's revocation list: its entries plus every archived certificate")
+
+    sub.add_parser("rotate-issuing-ca", parents=[common, root],
+                   help="the root signs a new issuing CA; the current one stays trusted until every certificate "
+                        "is rotated under the new one")
+
+    sub.add_parser("replace-issuing-ca", parents=[common, root],
+                   help="the root revokes the issuing CA and signs a new one, which re-issues every certificate")
 
     p = sub.add_parser("inspect", parents=[common], help="show certificates; exit 1 if any needs attention")
     p.add_argument("--warn-days", type=int, default=30)
@@ -98,6 +113,12 @@ def _inspect(pki_dir: Path, warn_days: int) -> int:
             print(f"{r['name']}: {r['chain']}")
     crl_ok, crl_line = check_crl(pki_dir)
     print(crl_line)
+    waiting = under_previous(pki_dir)
+    if waiting:
+        print(f"previous issuing CA still signs {', '.join(waiting)}: `python -m tls rotate` each, then it can retire")
+    root_key = root_key_on_host(pki_dir)
+    if root_key is not None:
+        print(f"root: {root_key} is on this host; move it (and its passphrase, apart) offline")
     return EXIT_WARN if problems or not crl_ok else EXIT_OK
 
 
@@ -107,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     owner = parse_owner(args.owner) if getattr(args, "owner", None) else None
     if args.command == "init":
         owners = dict(parse_named_owner(o) for o in args.owners)
-        _print_written(bootstrap_pki(args.dir, args.broker_host, args.clients, owners, ca_common_name=args.ca_name))
+        _print_written(bootstrap_pki(args.dir, args.broker_host, args.clients, owners, ca_common_name=args.ca_name,
+                                     root_dir=args.root_dir))
     elif args.command == "issue-client":
         _print_written(add_client(args.dir, args.role, args.days, owner))
     elif args.command == "issue-server":
@@ -121,7 +143,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"revoked {args.name}; its pair is archived in {revoked.archive_dir}")
         _print_written([revoked.crl])
     elif args.command == "crl":
-        _print_written([rebuild_crl(args.dir)])
+        _print_written(rebuild_crl(args.dir))
+    elif args.command == "rotate-issuing-ca":
+        root_key, _ = load_root(args.dir, args.root_dir)
+        rotated = rotate_issuing_ca(args.dir, root_key)
+        if rotated.archive_dir is not None:
+            print(f"retired the previous issuing CA (the root revoked it); its files are in {rotated.archive_dir}")
+        _print_written(rotated.written)
+        names = ", ".join(leaf_names(args.dir))
+        print(f"now re-issue each certificate under the new issuing CA, at your pace: python -m tls rotate NAME "
+              f"({names}); the broker's then needs `broker-boot reload-tls`")
+    elif args.command == "replace-issuing-ca":
+        root_key, _ = load_root(args.dir, args.root_dir)
+        replaced = replace_issuing_ca(args.dir, root_key)
+        print(f"revoked the old issuing CA; copies of the replaced files are in {replaced.archive_dir}")
+        _print_written(replaced.written)
     elif args.command == "inspect":
         return _inspect(args.dir, args.warn_days)
     return EXIT_OK

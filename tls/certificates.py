@@ -17,10 +17,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .errors import PKIError
 from .keys import generate_key
 from .policy import (
-    CA_DAYS,
     CLIENT_DAYS,
+    ISSUING_DAYS,
     MAX_CA_DAYS,
     MAX_LEAF_DAYS,
+    ROOT_DAYS,
     SERVER_DAYS,
     check_ca_name,
     check_days,
@@ -71,26 +72,68 @@ def server_alt_names(host: str) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
-def create_ca(common_name: str, valid_days: int = CA_DAYS) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def create_root_ca(common_name: str, valid_days: int = ROOT_DAYS) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The self-signed trust anchor. path_length=1: it signs issuing CAs, which sign leaves only."""
     check_ca_name(common_name)
     check_days(valid_days, MAX_CA_DAYS)
     key = generate_key()
     start = _start(None)
-    cert = (
+    builder = _ca_builder(key, _name(common_name), start, start + timedelta(days=valid_days), path_length=1)
+    return key, builder.issuer_name(_name(common_name)).sign(key, hashes.SHA256())
+
+
+def create_issuing_ca(
+    root_key: ec.EllipticCurvePrivateKey,
+    root_cert: x509.Certificate,
+    common_name: str,
+    dns_names: list[str],
+    ip_addresses: list[str],
+    valid_days: int = ISSUING_DAYS,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The CA that signs the broker's and clients' certificates, signed by the root. path_length=0: it cannot make
+    another CA. Its name constraints permit only the broker's names (`dns_names`, `ip_addresses`), so a stolen
+    issuing key cannot mint a certificate that clients accept for any other server."""
+    _check_ca(root_key, root_cert)
+    check_ca_name(common_name)
+    check_days(valid_days, MAX_CA_DAYS)
+    if not dns_names and not ip_addresses:
+        raise PKIError("An issuing CA needs at least one permitted DNS name or IP address.")
+    constraints = x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName(check_dns_name(n)) for n in dns_names]
+        + [x509.IPAddress(ipaddress.ip_network(check_ip(i))) for i in ip_addresses],
+        excluded_subtrees=None,
+    )
+    key = generate_key()
+    start = _start(None)
+    end = min(start + timedelta(days=valid_days), root_cert.not_valid_after_utc)
+    builder = (
+        _ca_builder(key, _name(common_name), start, end, path_length=0)
+        .issuer_name(root_cert.subject)
+        # Critical, as RFC 5280 requires: a verifier that cannot enforce the constraints must refuse the chain.
+        .add_extension(constraints, critical=True)
+        .add_extension(_authority_key_id(root_cert), critical=False)
+    )
+    return key, builder.sign(root_key, hashes.SHA256())
+
+
+def _ca_builder(key: ec.EllipticCurvePrivateKey, subject: x509.Name, start: datetime, end: datetime,
+                path_length: int) -> x509.CertificateBuilder:
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
+        .subject_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=valid_days))
-        # path_length=0: this CA signs leaves only, never another CA.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return key, cert
+
+
+def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def _key_usage(*, digital_signature: bool = False, key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
@@ -150,7 +193,6 @@ def _issue_leaf(
     if end <= start:
         raise PKIError("The CA expires before the requested start date; create a new CA first.")
     key = generate_key()
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -163,7 +205,7 @@ def _issue_leaf(
         .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .add_extension(_authority_key_id(ca_cert), critical=False)
     )
     if san is not None:
         builder = builder.add_extension(san, critical=False)
@@ -185,12 +227,30 @@ def issue_server_certificate(
     ips = [check_ip(i) for i in ip_addresses]
     if not dns and not ips:
         raise PKIError("A server certificate needs at least one DNS name or IP address.")
+    _check_permitted(ca_cert, dns, ips)
     san = x509.SubjectAlternativeName(
         [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     )
     return _issue_leaf(
         ca_key, ca_cert, common_name, ExtendedKeyUsageOID.SERVER_AUTH, valid_days, not_valid_before, san
     )
+
+
+def _check_permitted(ca_cert: x509.Certificate, dns_names: list[str], ip_addresses: list[str]) -> None:
+    """Refuse names outside the issuer's name constraints: every verifier would refuse the certificate anyway."""
+    constraints = _extension(ca_cert, x509.NameConstraints)
+    if constraints is None or constraints.permitted_subtrees is None:
+        return
+    permitted = constraints.permitted_subtrees
+    dns = [str(n.value).lower() for n in permitted if isinstance(n, x509.DNSName)]
+    networks = [n.value for n in permitted
+                if isinstance(n, x509.IPAddress) and isinstance(n.value, (ipaddress.IPv4Network, ipaddress.IPv6Network))]
+    outside = [n for n in dns_names if not any(n.lower() == d or n.lower().endswith("." + d) for d in dns)]
+    outside += [i for i in ip_addresses if not any(ipaddress.ip_address(i) in net for net in networks)]
+    if outside:
+        allowed = ", ".join([*dns, *(str(net) for net in networks)])
+        raise PKIError(f"{', '.join(outside)} is outside what CA {_common_name(ca_cert.subject)!r} may certify "
+                       f"({allowed}); a new broker host needs a new PKI (`python -m tls init`).")
 
 
 def issue_client_certificate(

@@ -1,21 +1,30 @@
-"""The PKI directory on disk: atomic writes, bootstrap, issuing, rotation, revocation and health checks."""
+"""The PKI directory on disk: atomic writes, bootstrap, issuing, rotation, revocation and health checks.
+
+Layout: `ca.crt` is the offline root's certificate, the one trust anchor the broker and every client load. The root
+signs `issuing-ca.crt`, whose key (`issuing-ca.key`) signs the leaves; every leaf's `.crt` file holds the leaf then
+the issuing CA, so each side presents the whole chain. The root's key lives in a separate directory
+(`<pki>-root/`, encrypted with a passphrase) that day-to-day commands never open; it is needed only to replace the
+issuing CA."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import secrets
 import stat
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .certificates import (
     alt_names,
-    create_ca,
+    create_issuing_ca,
+    create_root_ca,
     describe_certificate,
     eku_names,
     issue_client_certificate,
@@ -32,11 +41,17 @@ from .policy import CLIENT_DAYS, SERVER_DAYS, check_ca_name, check_client_role, 
 DEFAULT_DIR = Path("pki")
 DEFAULT_CA_NAME = "Celery PKI CA"
 BROKER = "broker"
-CA = "ca"
+CA = "ca"                   # the root's certificate: the trust anchor
+ISSUING = "issuing-ca"      # the CA that signs leaves
+PREVIOUS = "previous-issuing-ca"   # the one before `rotate-issuing-ca`, until every leaf is re-issued under the new
+ROOT_KEY = "ca.key"         # in the root directory, encrypted
+# In the root directory when the bake generated it: move both apart, then off the host. A file name, not a secret.
+PASSPHRASE = "passphrase"  # nosec B105
 KEY_MODE = 0o600
 CERT_MODE = 0o644
 
 Owner = tuple[int, int]
+_SPKI = PublicFormat.SubjectPublicKeyInfo
 
 
 class Rotation(NamedTuple):
@@ -49,12 +64,23 @@ class Revocation(NamedTuple):
     archive_dir: Path
 
 
+class Replacement(NamedTuple):
+    written: list[Path]
+    archive_dir: Path | None
+
+
 def cert_path(pki_dir: Path, name: str) -> Path:
     return Path(pki_dir) / f"{name}.crt"
 
 
 def key_path(pki_dir: Path, name: str) -> Path:
     return Path(pki_dir) / f"{name}.key"
+
+
+def default_root_dir(pki_dir: Path) -> Path:
+    """`pki/` -> `pki-root/`: beside the PKI, never inside it, so nothing that mounts or copies pki/ takes it."""
+    pki_dir = Path(pki_dir)
+    return pki_dir.parent / f"{pki_dir.name}-root"
 
 
 def _chown_command(path: Path, owner: Owner) -> str:
@@ -139,8 +165,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.PEM)
+def cert_pem(cert: x509.Certificate, *chain: x509.Certificate) -> bytes:
+    """PEM of `cert` followed by its `chain` (the issuing CA for a leaf), the order TLS presents them in."""
+    return b"".join(c.public_bytes(Encoding.PEM) for c in (cert, *chain))
 
 
 def _write_pair(
@@ -151,12 +178,13 @@ def _write_pair(
     owner: Owner | None,
     pending_chowns: list[str],
     created: list[Path],
+    chain: tuple[x509.Certificate, ...] = (),
 ) -> None:
-    """Write key then cert, recording each in `created` so the caller can roll back."""
+    """Write key then cert (+ chain), recording each in `created` so the caller can roll back."""
     created.append(
         write_atomic(key_path(pki_dir, name), private_key_pem(key), KEY_MODE, owner=owner, pending_chowns=pending_chowns)
     )
-    created.append(write_atomic(cert_path(pki_dir, name), cert_pem(cert), CERT_MODE))
+    created.append(write_atomic(cert_path(pki_dir, name), cert_pem(cert, *chain), CERT_MODE))
 
 
 def _rollback(created: list[Path]) -> None:
@@ -172,16 +200,74 @@ def _require_dir(pki_dir: Path) -> Path:
 
 
 def load_ca(pki_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The issuing CA, which signs leaves and their CRL."""
     pki_dir = _require_dir(pki_dir)
-    if not cert_path(pki_dir, CA).exists():
-        raise PKIError(f"{pki_dir}/ holds no CA; run `python -m tls init` first.")
-    return load_private_key(key_path(pki_dir, CA)), load_certificate(cert_path(pki_dir, CA))
+    if not cert_path(pki_dir, ISSUING).exists():
+        if key_path(pki_dir, CA).exists():
+            raise PKIError(f"{pki_dir}/ holds a single CA with its key (made before the offline root); create a new "
+                           "PKI with `python -m tls init` in another directory and deploy it.")
+        raise PKIError(f"{pki_dir}/ holds no issuing CA; run `python -m tls init` first.")
+    return load_private_key(key_path(pki_dir, ISSUING)), load_certificate(cert_path(pki_dir, ISSUING))
+
+
+def load_root(pki_dir: Path, root_dir: Path | None = None,
+              passphrase: bytes | None = None) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The offline root: its certificate from pki/, its key from `root_dir`, opened with `passphrase` (else the
+    root directory's passphrase file, else a prompt)."""
+    root_dir = Path(root_dir) if root_dir is not None else default_root_dir(pki_dir)
+    path = root_dir / ROOT_KEY
+    if not path.exists():
+        raise PKIError(f"{path} is not on this host; bring the offline root's key back (README: the offline root) "
+                       "and give its directory with --root-dir.")
+    key = load_private_key(path, passphrase if passphrase is not None else read_root_passphrase(root_dir))
+    cert = load_certificate(cert_path(_require_dir(pki_dir), CA))
+    if cert.public_key().public_bytes(Encoding.PEM, _SPKI) != key.public_key().public_bytes(Encoding.PEM, _SPKI):
+        raise PKIError(f"{path} is not the key of {cert_path(pki_dir, CA)}; give the root of this PKI.")
+    return key, cert
+
+
+def read_root_passphrase(root_dir: Path) -> bytes:
+    path = Path(root_dir) / PASSPHRASE
+    if path.exists():
+        return path.read_bytes().strip()
+    if sys.stdin.isatty():
+        return getpass.getpass(f"Passphrase of {Path(root_dir) / ROOT_KEY}: ").encode()
+    raise PKIError(f"The root key's passphrase is needed: put it in {path} (mode 0600) for this command, "
+                   "or run it from a terminal to be asked for it.")
+
+
+def issuing_cas(pki_dir: Path) -> list[str]:
+    """The issuing CAs whose certificates may be in service: the current one, and the previous one during the
+    overlap a `rotate-issuing-ca` opens."""
+    return [name for name in (ISSUING, PREVIOUS) if cert_path(pki_dir, name).exists()]
+
+
+def issuer_name(pki_dir: Path, cert: x509.Certificate) -> str | None:
+    """Which of the issuing CAs (ISSUING or PREVIOUS) signed `cert`, by subject (None: neither)."""
+    for name in issuing_cas(pki_dir):
+        if load_certificate(cert_path(pki_dir, name)).subject == cert.issuer:
+            return name
+    return None
+
+
+def _issuer_of(pki_dir: Path, cert: x509.Certificate) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The key and certificate of the issuing CA that signed `cert`: the one whose CRL must list it."""
+    name = issuer_name(pki_dir, cert)
+    if name is None:
+        raise PKIError(f"Certificate {describe_certificate(cert)['subject_cn']!r} was issued by "
+                       f"{cert.issuer.rfc4514_string()!r}, not by this PKI's issuing CA.")
+    return load_private_key(key_path(pki_dir, name)), load_certificate(cert_path(pki_dir, name))
 
 
 def leaf_names(pki_dir: Path) -> list[str]:
     """Names of issued leaf certificates, broker first."""
-    names = sorted(p.stem for p in Path(pki_dir).glob("*.crt") if p.stem != CA)
+    names = sorted(p.stem for p in Path(pki_dir).glob("*.crt") if p.stem not in (CA, ISSUING, PREVIOUS))
     return sorted(names, key=lambda n: n != BROKER)
+
+
+def issuing_ca_name(root_common_name: str) -> str:
+    # A fresh name per issuing CA: its CRL file is named after its subject, so a successor never overwrites it.
+    return f"{root_common_name[:32]} Issuing {datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
 
 
 def bootstrap_pki(
@@ -190,9 +276,15 @@ def bootstrap_pki(
     client_roles: list[str],
     owners: dict[str, Owner] | None = None,
     ca_common_name: str = DEFAULT_CA_NAME,
+    root_dir: Path | None = None,
+    root_passphrase: bytes | None = None,
 ) -> list[Path]:
-    """Create CA, broker and client pairs in an empty `pki_dir`; all-or-nothing."""
+    """Create the root, the issuing CA, the broker and client pairs and both CRLs; all-or-nothing.
+
+    The root's key goes to `root_dir` (default `<pki>-root/`), encrypted with `root_passphrase`; without one a
+    random passphrase is generated and written beside it, for the operator to move to a password manager."""
     pki_dir = Path(pki_dir)
+    root_dir = Path(root_dir) if root_dir is not None else default_root_dir(pki_dir)
     owners = dict(owners or {})
     # Validate everything before the first byte hits the disk.
     check_ca_name(ca_common_name)
@@ -200,33 +292,47 @@ def bootstrap_pki(
     roles = [check_client_role(r) for r in client_roles]
     if len({r.lower() for r in roles}) != len(roles):
         raise PKIError(f"Client roles {roles} contain a duplicate; each role needs its own certificate.")
-    names = [CA, BROKER, *roles]
+    if root_passphrase is not None and len(root_passphrase) < 12:
+        raise PKIError("The root passphrase is shorter than 12 characters; choose a longer one.")
+    names = [ISSUING, BROKER, *roles]
     unknown = sorted(set(owners) - set(names))
     if unknown:
         raise PKIError(f"Owner given for unknown name(s) {', '.join(unknown)}; known names are: {', '.join(names)}.")
     for owner in owners.values():
         check_owner(owner)
-    if cert_path(pki_dir, CA).exists() or key_path(pki_dir, CA).exists():
+    if any(p.exists() for p in (cert_path(pki_dir, CA), key_path(pki_dir, CA), cert_path(pki_dir, ISSUING))):
         raise PKIError(
             f"{pki_dir}/ already holds a CA; use `python -m tls rotate NAME` to re-issue a certificate, "
             "or move the directory aside to start over."
         )
     existing = [p for n in names for p in (cert_path(pki_dir, n), key_path(pki_dir, n)) if p.exists()]
+    existing += [p for p in (root_dir / ROOT_KEY, root_dir / PASSPHRASE) if p.exists()]
     if existing:
         raise PKIError(f"{existing[0]} already exists; move it aside before running init.")
 
-    ca_key, ca_cert = create_ca(ca_common_name)
-    pairs = [(CA, ca_key, ca_cert)]
-    pairs.append((BROKER, *issue_server_certificate(ca_key, ca_cert, broker_host, *server_alt_names(broker_host))))
-    pairs += [(role, *issue_client_certificate(ca_key, ca_cert, role)) for role in roles]
+    root_key, root_cert = create_root_ca(ca_common_name)
+    broker_names = server_alt_names(broker_host)
+    ca_key, ca_cert = create_issuing_ca(root_key, root_cert, issuing_ca_name(ca_common_name), *broker_names)
+    leaves = [(BROKER, *issue_server_certificate(ca_key, ca_cert, broker_host, *broker_names))]
+    leaves += [(role, *issue_client_certificate(ca_key, ca_cert, role)) for role in roles]
+    generated = root_passphrase is None
+    passphrase = secrets.token_urlsafe(32).encode() if root_passphrase is None else root_passphrase
 
     pki_dir.mkdir(parents=True, exist_ok=True)
+    root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     created: list[Path] = []
     pending: list[str] = []
     try:
-        for name, key, cert in pairs:
-            _write_pair(pki_dir, name, key, cert, owners.get(name), pending, created)
-        # An empty CRL from the start: the broker refuses every client whose issuer has no CRL it can read.
+        created.append(write_atomic(root_dir / ROOT_KEY, private_key_pem(root_key, passphrase), KEY_MODE))
+        if generated:
+            created.append(write_atomic(root_dir / PASSPHRASE, passphrase + b"\n", KEY_MODE))
+        created.append(write_atomic(cert_path(pki_dir, CA), cert_pem(root_cert), CERT_MODE))
+        _write_pair(pki_dir, ISSUING, ca_key, ca_cert, owners.get(ISSUING), pending, created)
+        for name, key, cert in leaves:
+            _write_pair(pki_dir, name, key, cert, owners.get(name), pending, created, chain=(ca_cert,))
+        # Empty CRLs from the start: the broker checks the whole chain and refuses a certificate whose issuer has
+        # no CRL it can read.
+        created.append(write_crl(pki_dir, root_key, root_cert, []))
         created.append(write_crl(pki_dir, ca_key, ca_cert, []))
     except BaseException:
         _rollback(created)
@@ -243,7 +349,7 @@ def add_client(pki_dir: Path, role: str, valid_days: int = CLIENT_DAYS, owner: O
     if cert_path(pki_dir, role).exists():
         raise PKIError(f"Role {role!r} already has a certificate; use `python -m tls rotate {role}` to re-issue it.")
     key, cert = issue_client_certificate(ca_key, ca_cert, role, valid_days)
-    return _write_new_pair(Path(pki_dir), role, key, cert, owner)
+    return _write_new_pair(Path(pki_dir), role, key, cert, owner, ca_cert)
 
 
 def add_server(pki_dir: Path, host: str, valid_days: int = SERVER_DAYS, owner: Owner | None = None) -> list[Path]:
@@ -254,14 +360,14 @@ def add_server(pki_dir: Path, host: str, valid_days: int = SERVER_DAYS, owner: O
     if cert_path(pki_dir, BROKER).exists():
         raise PKIError(f"{cert_path(pki_dir, BROKER)} already exists; use `python -m tls rotate broker` to re-issue it.")
     key, cert = issue_server_certificate(ca_key, ca_cert, host, *server_alt_names(host), valid_days=valid_days)
-    return _write_new_pair(Path(pki_dir), BROKER, key, cert, owner)
+    return _write_new_pair(Path(pki_dir), BROKER, key, cert, owner, ca_cert)
 
 
-def _write_new_pair(pki_dir: Path, name: str, key, cert, owner: Owner | None) -> list[Path]:
+def _write_new_pair(pki_dir: Path, name: str, key, cert, owner: Owner | None, ca_cert: x509.Certificate) -> list[Path]:
     created: list[Path] = []
     pending: list[str] = []
     try:
-        _write_pair(pki_dir, name, key, cert, owner, pending, created)
+        _write_pair(pki_dir, name, key, cert, owner, pending, created, chain=(ca_cert,))
     except BaseException:
         _rollback(created)
         raise
@@ -279,35 +385,31 @@ def rotate(
     pki_dir = _require_dir(pki_dir)
     if name == CA:
         raise PKIError(
-            "Rotating the CA invalidates every certificate it signed; move the PKI directory aside, "
+            "Rotating the root invalidates every certificate under it; move the PKI directory aside, "
             "run `python -m tls init` again and redeploy all certificates."
         )
+    if name in (ISSUING, PREVIOUS):
+        raise PKIError("The issuing CA is rotated with the root's help: `python -m tls rotate-issuing-ca`.")
     known = leaf_names(pki_dir)
     if name not in known:
         raise PKIError(f"Unknown certificate {name!r}; known names are: {', '.join(known) or 'none'}.")
     ca_key, ca_cert = load_ca(pki_dir)
     old_cert_path, old_key_path = cert_path(pki_dir, name), key_path(pki_dir, name)
     old = load_certificate(old_cert_path)
-    cn = describe_certificate(old)["subject_cn"]
-    eku = eku_names(old)
-    if "serverAuth" in eku:
-        days = SERVER_DAYS if valid_days is None else valid_days
-        key, cert = issue_server_certificate(ca_key, ca_cert, cn, *alt_names(old), valid_days=days)
-    elif "clientAuth" in eku:
-        days = CLIENT_DAYS if valid_days is None else valid_days
-        key, cert = issue_client_certificate(ca_key, ca_cert, cn, valid_days=days)
-    else:
-        raise PKIError(f"{old_cert_path} is neither a server nor a client certificate; re-issue it by hand.")
+    key, cert = _reissue(ca_key, ca_cert, old, old_cert_path, valid_days)
 
     owner = check_owner((owners or {}).get(name))
 
-    # Signed before anything is written: an unusable CRL stops the rotation while the PKI is still as it was.
-    crl = _crl_adding(pki_dir, ca_key, ca_cert, [old])
+    # Signed before anything is written: an unusable CRL stops the rotation while the PKI is still as it was. The
+    # old certificate goes on its own issuer's list (the previous issuing CA's, during an overlap).
+    old_issuer_key, old_issuer = _issuer_of(pki_dir, old)
+    crl = _crl_adding(pki_dir, old_issuer_key, old_issuer, [old])
     archive_dir = _archive(pki_dir, [old_cert_path, old_key_path], keep=True)
     chown_required = None
     try:
         # In place (same inode, owner, mode and ACL: whoever could read the old key reads the new one).
-        written = [write_in_place(old_key_path, private_key_pem(key)), write_in_place(old_cert_path, cert_pem(cert))]
+        written = [write_in_place(old_key_path, private_key_pem(key)),
+                   write_in_place(old_cert_path, cert_pem(cert, ca_cert))]
         if owner is not None:
             pending: list[str] = []
             _chown(old_key_path, owner, pending)
@@ -318,10 +420,118 @@ def rotate(
         _restore(archive_dir, pki_dir)
         raise
     # Revoked only once its successor is on disk, so a failed rotation never leaves the name without a valid pair.
-    written_crl = _write_crl_file(pki_dir, ca_cert, crl)
+    written_crl = _write_crl_file(pki_dir, old_issuer, crl)
     if chown_required is not None:
         raise chown_required
     return Rotation([*written, written_crl], archive_dir)
+
+
+def _reissue(ca_key, ca_cert: x509.Certificate, old: x509.Certificate, path: Path, valid_days: int | None):
+    """A new key and certificate with `old`'s subject, SANs and EKU (and its role's default lifetime)."""
+    cn = describe_certificate(old)["subject_cn"]
+    eku = eku_names(old)
+    if "serverAuth" in eku:
+        days = SERVER_DAYS if valid_days is None else valid_days
+        return issue_server_certificate(ca_key, ca_cert, cn, *alt_names(old), valid_days=days)
+    if "clientAuth" in eku:
+        days = CLIENT_DAYS if valid_days is None else valid_days
+        return issue_client_certificate(ca_key, ca_cert, cn, valid_days=days)
+    raise PKIError(f"{path} is neither a server nor a client certificate; re-issue it by hand.")
+
+
+def _new_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey):
+    """A new issuing CA under the root, constrained to the names of the broker's current certificate."""
+    root_cert = load_certificate(cert_path(pki_dir, CA))
+    if BROKER not in leaf_names(pki_dir):
+        raise PKIError(f"{pki_dir}/ holds no broker certificate; the issuing CA's name constraints come from it.")
+    broker_names = alt_names(load_certificate(cert_path(pki_dir, BROKER)))
+    root_name = describe_certificate(root_cert)["subject_cn"]
+    return create_issuing_ca(root_key, root_cert, issuing_ca_name(root_name), *broker_names)
+
+
+def under_previous(pki_dir: Path) -> list[str]:
+    """Leaves still signed by the previous issuing CA (re-issue each with `rotate` to finish an overlap)."""
+    return [n for n in leaf_names(pki_dir) if issuer_name(pki_dir, load_certificate(cert_path(pki_dir, n))) == PREVIOUS]
+
+
+def rotate_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey) -> Replacement:
+    """Planned rotation, without downtime: the root signs a new issuing CA, which signs from now on; the current
+    one becomes the previous one and stays trusted (the root signed it, its CRL stays in crl/) until each leaf is
+    re-issued with `rotate`, one by one, at each service's own pace. The next `rotate-issuing-ca` retires the
+    previous CA (the root revokes it), and refuses to while a leaf still depends on it."""
+    pki_dir = _require_dir(pki_dir)
+    load_ca(pki_dir)
+    waiting = under_previous(pki_dir)
+    if waiting:
+        raise PKIError(f"The previous issuing CA still signs {', '.join(waiting)}; re-issue each with `python -m "
+                       "tls rotate NAME` first, then rotate the issuing CA again.")
+    root_cert = load_certificate(cert_path(pki_dir, CA))
+    ca_key, ca_cert = _new_issuing_ca(pki_dir, root_key)
+    retired = [load_certificate(cert_path(pki_dir, PREVIOUS))] if PREVIOUS in issuing_cas(pki_dir) else []
+    root_crl = crl_with(root_key, root_cert, load_crl(pki_dir, root_cert), retired) if retired else None
+    written: list[Path] = []
+    archive_dir = None
+    if retired:
+        archive_dir = _archive(pki_dir, [cert_path(pki_dir, PREVIOUS), key_path(pki_dir, PREVIOUS)])
+        written.append(_write_crl_file(pki_dir, root_cert, root_crl))
+        _retire_crl(pki_dir, retired[0], archive_dir)
+    for suffix in (".key", ".crt"):     # the current CA becomes the previous one: its files renamed, not rewritten
+        os.replace(pki_dir / f"{ISSUING}{suffix}", pki_dir / f"{PREVIOUS}{suffix}")
+    created: list[Path] = []
+    try:
+        _write_pair(pki_dir, ISSUING, ca_key, ca_cert, None, [], created)
+        created.append(_write_crl_file(pki_dir, ca_cert, crl_with(ca_key, ca_cert, None, [])))
+    except BaseException:
+        _rollback(created)
+        for suffix in (".key", ".crt"):
+            os.replace(pki_dir / f"{PREVIOUS}{suffix}", pki_dir / f"{ISSUING}{suffix}")
+        raise
+    return Replacement([*written, *created], archive_dir)
+
+
+def _retire_crl(pki_dir: Path, ca_cert: x509.Certificate, archive_dir: Path) -> None:
+    """A revoked issuing CA's own CRL: kept in the archive only (the root's CRL refuses everything it signed)."""
+    path = crl_path(pki_dir, ca_cert)
+    if path.exists():
+        write_atomic(archive_dir / f"{describe_certificate(ca_cert)['subject_cn']}.crl", path.read_bytes(), CRL_MODE)
+        path.unlink()
+
+
+def replace_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey) -> Replacement:
+    """Recover from a lost or stolen issuing key: the root revokes the issuing CA and signs a new one, which
+    re-issues every leaf (new keys, same names) in place, and starts an empty CRL. Copies of everything replaced go
+    to archive/. The broker refuses the old chain from its next handshake on (`broker-boot reload-tls`), and each
+    client must reconnect with its new pair: recovery, not a rotation without downtime."""
+    pki_dir = _require_dir(pki_dir)
+    load_ca(pki_dir)
+    old_cas = [load_certificate(cert_path(pki_dir, name)) for name in issuing_cas(pki_dir)]
+    root_cert = load_certificate(cert_path(pki_dir, CA))
+    names = leaf_names(pki_dir)
+    ca_key, ca_cert = _new_issuing_ca(pki_dir, root_key)
+    leaves = {name: _reissue(ca_key, ca_cert, load_certificate(cert_path(pki_dir, name)), cert_path(pki_dir, name),
+                             None) for name in names}
+    # Everything signed before the first write: a failure leaves the PKI as it was. A previous issuing CA (during
+    # an overlap) was on the same host: it goes too.
+    root_crl = crl_with(root_key, root_cert, load_crl(pki_dir, root_cert), old_cas)
+    files = [p for name in (*issuing_cas(pki_dir), *names) for p in (cert_path(pki_dir, name), key_path(pki_dir, name))]
+    archive_dir = _archive(pki_dir, files, keep=True)
+    try:
+        written = [write_in_place(key_path(pki_dir, ISSUING), private_key_pem(ca_key)),
+                   write_in_place(cert_path(pki_dir, ISSUING), cert_pem(ca_cert))]
+        for name, (key, cert) in leaves.items():
+            written += [write_in_place(key_path(pki_dir, name), private_key_pem(key)),
+                        write_in_place(cert_path(pki_dir, name), cert_pem(cert, ca_cert))]
+        written.append(_write_crl_file(pki_dir, ca_cert, crl_with(ca_key, ca_cert, None, [])))
+    except BaseException:
+        crl_path(pki_dir, ca_cert).unlink(missing_ok=True)
+        _restore(archive_dir, pki_dir)
+        raise
+    written.append(_write_crl_file(pki_dir, root_cert, root_crl))
+    for old_ca in old_cas:
+        _retire_crl(pki_dir, old_ca, archive_dir)
+    for suffix in (".key", ".crt"):
+        (pki_dir / f"{PREVIOUS}{suffix}").unlink(missing_ok=True)   # its copy is in the archive
+    return Replacement(written, archive_dir)
 
 
 def revoke(pki_dir: Path, name: str) -> Revocation:
@@ -329,16 +539,18 @@ def revoke(pki_dir: Path, name: str) -> Revocation:
     its pair to archive/; `issue-client` gives the name a new one."""
     pki_dir = _require_dir(pki_dir)
     if name == CA:
-        raise PKIError("The CA cannot revoke itself; to retire it, move the PKI directory aside and run "
+        raise PKIError("The root cannot revoke itself; to retire it, move the PKI directory aside and run "
                        "`python -m tls init`.")
+    if name in (ISSUING, PREVIOUS):
+        raise PKIError("The root revokes the issuing CA as it replaces it: `python -m tls replace-issuing-ca`.")
     if name == BROKER:
         raise PKIError("Clients check the broker's certificate against the CA, not against a CRL: replace it with "
                        "`python -m tls rotate broker` instead.")
     known = [n for n in leaf_names(pki_dir) if n != BROKER]
     if name not in known:
         raise PKIError(f"Unknown certificate {name!r}; known names are: {', '.join(known) or 'none'}.")
-    ca_key, ca_cert = load_ca(pki_dir)
     cert = load_certificate(cert_path(pki_dir, name))
+    ca_key, ca_cert = _issuer_of(pki_dir, cert)
     written = _write_crl_file(pki_dir, ca_cert, _crl_adding(pki_dir, ca_key, ca_cert, [cert]))
     return Revocation(written, _archive(pki_dir, [cert_path(pki_dir, name), key_path(pki_dir, name)]))
 
@@ -348,18 +560,23 @@ def write_crl(pki_dir: Path, ca_key, ca_cert: x509.Certificate, certificates: li
     return _write_crl_file(pki_dir, ca_cert, _crl_adding(pki_dir, ca_key, ca_cert, certificates))
 
 
-def rebuild_crl(pki_dir: Path) -> Path:
-    """Sign the CRL anew from what the PKI holds: the current CRL's entries if it is this CA's, plus every
-    certificate of this CA under archive/ (each was replaced by `rotate` or retired by `revoke`). Mends a PKI made
-    before revocation existed, and a CRL that was lost or replaced, without un-revoking anything archived."""
+def rebuild_crl(pki_dir: Path) -> list[Path]:
+    """Sign each issuing CA's CRL anew from what the PKI holds: the current CRL's entries if it is this CA's, plus
+    every certificate of this CA under archive/ (each was replaced by `rotate` or retired by `revoke`). Mends a CRL
+    that was lost or replaced without un-revoking anything archived. (The root's CRL needs the root: it is written
+    by `init`, `rotate-issuing-ca` and `replace-issuing-ca` only.)"""
     pki_dir = _require_dir(pki_dir)
-    ca_key, ca_cert = load_ca(pki_dir)
-    try:
-        current = load_crl(pki_dir, ca_cert)
-    except PKIError:
-        current = None      # not this CA's, or not a CRL: replaced by one built from archive/
-    crl = crl_with(ca_key, ca_cert, current, archived_certificates(pki_dir, ca_cert))
-    return _write_crl_file(pki_dir, ca_cert, crl)
+    load_ca(pki_dir)      # the clear error for a PKI without an issuing CA
+    written = []
+    for name in issuing_cas(pki_dir):
+        ca_key, ca_cert = load_private_key(key_path(pki_dir, name)), load_certificate(cert_path(pki_dir, name))
+        try:
+            current = load_crl(pki_dir, ca_cert)
+        except PKIError:
+            current = None      # not this CA's, or not a CRL: replaced by one built from archive/
+        crl = crl_with(ca_key, ca_cert, current, archived_certificates(pki_dir, ca_cert))
+        written.append(_write_crl_file(pki_dir, ca_cert, crl))
+    return written
 
 
 def archived_certificates(pki_dir: Path, ca_cert: x509.Certificate) -> list[x509.Certificate]:
@@ -419,43 +636,54 @@ def _chown(path: Path, owner: Owner, pending: list[str]) -> None:
 
 
 def check_crl(pki_dir: Path) -> tuple[bool, str]:
-    """(usable, one line for `inspect`): the broker refuses every client while the CA has no CRL it can read."""
-    ca_cert = load_certificate(cert_path(_require_dir(pki_dir), CA))
+    """(usable, one line per CA for `inspect`): the broker checks the whole chain and refuses every client while
+    the root or the issuing CA has no CRL it can read."""
+    pki_dir = _require_dir(pki_dir)
+    results = [_check_one_crl(pki_dir, CA, "restore it from your backup of pki/crl/, or sign one with "
+                                           "`python -m tls replace-issuing-ca`")]
+    results += [_check_one_crl(pki_dir, name, "run `python -m tls crl`") for name in issuing_cas(pki_dir) or [ISSUING]]
+    return all(ok for ok, _ in results), "\n".join(line for _, line in results)
+
+
+def _check_one_crl(pki_dir: Path, name: str, hint: str) -> tuple[bool, str]:
     try:
+        ca_cert = load_certificate(cert_path(pki_dir, name))
         crl = load_crl(pki_dir, ca_cert)
     except PKIError as exc:
-        return False, f"crl: {exc}"
+        return False, f"crl ({name}): {exc}"
+    path = crl_path(pki_dir, ca_cert)
     if crl is None:
-        return False, (f"crl: {crl_path(pki_dir, ca_cert)} is missing; the broker refuses every client until "
-                       "`python -m tls crl` writes it.")
+        return False, f"crl ({name}): {path} is missing; the broker refuses every client until it is back: {hint}."
     if crl.next_update_utc is None or crl.next_update_utc <= datetime.now(timezone.utc):
-        return False, (f"crl: {crl_path(pki_dir, ca_cert)} lapsed on {crl.next_update_utc:%Y-%m-%d}; "
-                       "run `python -m tls crl`.")
-    return True, f"crl: {crl_path(pki_dir, ca_cert)}, {len(crl)} revoked, valid until {crl.next_update_utc:%Y-%m-%d}"
+        return False, f"crl ({name}): {path} lapsed on {crl.next_update_utc:%Y-%m-%d}; {hint}."
+    return True, f"crl ({name}): {path}, {len(crl)} revoked, valid until {crl.next_update_utc:%Y-%m-%d}"
 
 
 def check_pki(pki_dir: Path, warn_days: int = 30) -> list[dict]:
-    """describe() of every certificate plus `status` (OK/EXPIRING/EXPIRED/REVOKED/UNREADABLE) and `chain`."""
+    """describe() of every certificate plus `status` (OK/EXPIRING/EXPIRED/REVOKED/UNREADABLE) and `chain` (each
+    checked against its issuer: the root against itself, the issuing CA against the root, leaves against the
+    issuing CA; revocation likewise against the issuer's CRL)."""
     pki_dir = _require_dir(pki_dir)
-    ca_cert = load_certificate(cert_path(pki_dir, CA))
-    try:
-        crl = load_crl(pki_dir, ca_cert)
-    except PKIError:
-        crl = None  # check_crl reports it
     rows = []
-    for name in [CA, *leaf_names(pki_dir)]:
+    for name in [CA, ISSUING, *issuing_cas(pki_dir)[1:], *leaf_names(pki_dir)]:
         path = cert_path(pki_dir, name)
         try:
             cert = load_certificate(path)
+            issued_by = CA if name in (CA, ISSUING, PREVIOUS) else issuer_name(pki_dir, cert) or ISSUING
+            issuer = load_certificate(cert_path(pki_dir, issued_by))
         except PKIError as exc:
             rows.append({"name": name, "path": str(path), "status": "UNREADABLE", "chain": str(exc)})
             continue
-        row = {"name": name, "path": str(path), **describe_certificate(cert)}
+        row = {"name": name, "path": str(path), "issuer": issued_by, **describe_certificate(cert)}
         try:
-            verify_chain(ca_cert, cert)  # for the CA itself this checks its self-signature
+            verify_chain(issuer, cert)  # for the root itself this checks its self-signature
             row["chain"] = "valid"
         except PKIError as exc:
             row["chain"] = str(exc)
+        try:
+            crl = load_crl(pki_dir, issuer)
+        except PKIError:
+            crl = None  # check_crl reports it
         if name != CA and is_revoked(crl, cert):
             row["status"] = "REVOKED"
         elif row["expired"]:
@@ -466,3 +694,21 @@ def check_pki(pki_dir: Path, warn_days: int = 30) -> list[dict]:
             row["status"] = "OK"
         rows.append(row)
     return rows
+
+
+def root_key_on_host(pki_dir: Path, root_dir: Path | None = None) -> Path | None:
+    """The root key's path if it is still beside the PKI (it belongs offline once the bake is done)."""
+    path = (Path(root_dir) if root_dir is not None else default_root_dir(pki_dir)) / ROOT_KEY
+    return path if path.exists() else None
+
+
+def write_client_pair(pki_dir: Path, name: str, directory: Path, valid_days: int = CLIENT_DAYS,
+                      not_valid_before: datetime | None = None, file_stem: str | None = None) -> x509.Certificate:
+    """Issue a client certificate for `name` from the issuing CA into `directory` as `<file_stem or name>.key`
+    (0600) and `.crt` (certificate + chain), outside the PKI's own files: for tests and one-off identities."""
+    ca_key, ca_cert = load_ca(pki_dir)
+    key, cert = issue_client_certificate(ca_key, ca_cert, name, valid_days, not_valid_before)
+    stem = Path(directory) / (file_stem or name)
+    write_atomic(stem.with_name(f"{stem.name}.key"), private_key_pem(key), KEY_MODE, overwrite=True)
+    write_atomic(stem.with_name(f"{stem.name}.crt"), cert_pem(cert, ca_cert), CERT_MODE, overwrite=True)
+    return cert

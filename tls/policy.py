@@ -8,8 +8,11 @@ import re
 from .errors import PKIError
 
 # Lifetimes, each with its reason.
-# The CA: replacing it means re-issuing and redeploying every certificate at once.
-CA_DAYS = MAX_CA_DAYS = 3650
+# The root: offline, used only to sign or revoke an issuing CA; replacing it means a new trust anchor everywhere.
+ROOT_DAYS = MAX_CA_DAYS = 3650
+# The issuing CA: its key is on the operator's host for day-to-day work, so two years bounds a stolen key's use
+# even if nobody revokes it; `replace-issuing-ca` swaps it (the root revokes the old one).
+ISSUING_DAYS = 730
 # The broker: the CA/Browser Forum ceiling for public TLS servers since 2026-03-15 (ballot SC-081).
 SERVER_DAYS = 200
 # Clients: re-issued yearly with `tls rotate`; a key that leaks in between is revoked (TLS-06), not waited out.
@@ -17,7 +20,7 @@ CLIENT_DAYS = 365
 # The longest leaf accepted: the CA/Browser Forum ceiling of 2020-2026; longer only widens a leaked key's window.
 MAX_LEAF_DAYS = 398
 MAX_CN_LENGTH = 64  # X.520 upper bound for commonName
-RESERVED_NAMES = frozenset({"ca", "broker", "archive", "crl"})  # file stems / dirs used by the layout
+RESERVED_NAMES = frozenset({"ca", "issuing-ca", "previous-issuing-ca", "broker", "archive", "crl"})  # file stems / dirs used by the layout
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]+(?<!-)$")
 _ROLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")

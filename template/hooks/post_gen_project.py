@@ -27,7 +27,8 @@ def copy_shared_sources():
 
 
 def make_pki():
-    """The CA, the broker's certificate and one client certificate per broker user (stack.toml x roles)."""
+    """The root (its key to pki-root/), the issuing CA, the broker's certificate and one client certificate per
+    broker user (stack.toml x roles)."""
     sys.path.insert(0, str(PROJECT))
     try:
         from tls import PKIError, bootstrap_pki
@@ -70,8 +71,9 @@ def print_next_steps():
     credentials = ("per-vhost passwords and broker definitions" if {{ cookiecutter.broker_login | tojson }} == "password"
                    else "broker definitions (certificate login: no passwords)")
     print(f"\nBaked {PROJECT.name}: PKI in pki/, {credentials} in secrets/ "
-          "(0600, git-ignored; each container user may read only its own).\nNext: cd " + PROJECT.name
-          + " && python -m tools.stack demo")
+          "(0600, git-ignored; each container user may read only its own).\nThe root CA's encrypted key and its "
+          "passphrase are in pki-root/: move them off this host, apart (README: the offline root).\nNext: cd "
+          + PROJECT.name + " && python -m tools.stack demo")
 
 
 if __name__ == "__main__":

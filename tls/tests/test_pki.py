@@ -23,12 +23,14 @@ from tls import (
     add_client,
     add_server,
     bootstrap_pki,
-    create_ca,
+    create_root_ca,
     describe,
     issue_client_certificate,
     issue_server_certificate,
+    load_ca,
     load_certificate,
     load_private_key,
+    load_root,
     rotate,
     server_alt_names,
     verify_chain,
@@ -49,7 +51,7 @@ def pki(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def ca():
-    return create_ca("Test CA")
+    return create_root_ca("Test CA")
 
 
 def mode(path: Path) -> int:
@@ -68,29 +70,72 @@ def eku(cert: x509.Certificate) -> list:
 
 
 def test_bootstrap_creates_all_files_with_modes(pki: Path):
-    names = ["ca", "broker", *ROLES]
+    names = ["issuing-ca", "broker", *ROLES]
     pairs = [f"{n}.{ext}" for n in names for ext in ("crt", "key")]
-    assert sorted(p.name for p in pki.iterdir()) == sorted(["crl", *pairs])
+    assert sorted(p.name for p in pki.iterdir()) == sorted(["crl", "ca.crt", *pairs])   # the root's key is not here
     for name in names:
         assert mode(pki / f"{name}.key") == 0o600
         assert mode(pki / f"{name}.crt") == 0o644
         assert (pki / f"{name}.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert describe(pki / "ca.crt")["subject_cn"] == "Test CA"
+    root = pki.parent / "pki-root"
+    assert sorted(p.name for p in root.iterdir()) == ["ca.key", "passphrase"] and mode(root) == 0o700
+    assert mode(root / "ca.key") == mode(root / "passphrase") == 0o600
+    assert (root / "ca.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
 
 
 def test_bootstrap_returns_created_paths(tmp_path: Path):
     created = bootstrap_pki(tmp_path / "p", "rabbitmq", ["worker"])
-    pairs = {p.name for p in created if p.parent.name != "crl"}
-    assert pairs == {"ca.crt", "ca.key", "broker.crt", "broker.key", "worker.crt", "worker.key"}
-    assert sum(p.parent.name == "crl" for p in created) == 1    # the (empty) revocation list
+    pairs = {p.name for p in created if p.parent.name == "p"}
+    assert pairs == {"ca.crt", "issuing-ca.crt", "issuing-ca.key", "broker.crt", "broker.key", "worker.crt",
+                     "worker.key"}
+    assert {p.name for p in created if p.parent.name == "p-root"} == {"ca.key", "passphrase"}
+    assert sum(p.parent.name == "crl" for p in created) == 2    # the root's and the issuing CA's (empty) lists
     assert all(p.exists() for p in created)
+
+
+def test_a_given_root_passphrase_is_used_and_not_written(tmp_path: Path):
+    bootstrap_pki(tmp_path / "pki", "rabbitmq", ["worker"], root_dir=tmp_path / "offline",
+                  root_passphrase=b"correct horse battery")
+    assert sorted(p.name for p in (tmp_path / "offline").iterdir()) == ["ca.key"]
+    _, cert = load_root(tmp_path / "pki", tmp_path / "offline", b"correct horse battery")
+    assert cert.subject == load_certificate(tmp_path / "pki" / "ca.crt").subject
+    with pytest.raises(PKIError, match="does not open with the passphrase given"):
+        load_root(tmp_path / "pki", tmp_path / "offline", b"wrong horse battery")
+    with pytest.raises(PKIError, match="passphrase is needed"):
+        load_root(tmp_path / "pki", tmp_path / "offline")     # no file, no terminal
+    with pytest.raises(PKIError, match="shorter than 12"):
+        bootstrap_pki(tmp_path / "pki2", "rabbitmq", ["worker"], root_passphrase=b"short")
+
+
+def test_the_root_and_issuing_ca_extensions(pki: Path):
+    root, issuing = load_certificate(pki / "ca.crt"), load_certificate(pki / "issuing-ca.crt")
+    assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 1
+    assert issuing.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    constraints = issuing.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical and constraints.value.excluded_subtrees is None
+    assert {str(n.value) for n in constraints.value.permitted_subtrees} == {"rabbitmq", "localhost", "127.0.0.1/32"}
+    verify_chain(root, issuing)
+    assert 3640 <= describe(pki / "ca.crt")["days_left"] <= 3650
+    assert 725 <= describe(pki / "issuing-ca.crt")["days_left"] <= 730
+    for name in ("broker", *ROLES):   # every leaf file: the leaf, then the issuing CA (the chain TLS presents)
+        chain = x509.load_pem_x509_certificates((pki / f"{name}.crt").read_bytes())
+        assert [c.subject for c in chain[1:]] == [issuing.subject]
+        verify_chain(issuing, chain[0])
+
+
+def test_the_issuing_ca_signs_no_names_outside_its_constraints(pki: Path):
+    with pytest.raises(PKIError, match=r"evil.example, 10.0.0.1 is outside what CA '.*' may certify "
+                                       r"\(rabbitmq, localhost, 127.0.0.1/32\)"):
+        issue_server_certificate(*load_ca(pki), "evil.example", ["evil.example"], ["10.0.0.1"])
+    issue_server_certificate(*load_ca(pki), "rabbitmq", ["sub.rabbitmq"], ["127.0.0.1"])   # a subtree is inside
 
 
 def test_ca_extensions(ca):
     _, cert = ca
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
-    assert bc.critical and bc.value.ca and bc.value.path_length == 0
+    assert bc.critical and bc.value.ca and bc.value.path_length == 1
     assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign and not ku.value.digital_signature
     cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     assert cert.signature_hash_algorithm.name == "sha256"
@@ -107,9 +152,9 @@ def test_server_certificate_sans_and_eku(pki: Path):
     assert cert.extensions.get_extension_for_class(x509.KeyUsage).critical
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    ca_ski = load_certificate(pki / "ca.crt").extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    ca_ski = load_certificate(pki / "issuing-ca.crt").extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert aki.key_identifier == ca_ski.digest
-    verify_chain(load_certificate(pki / "ca.crt"), cert)
+    verify_chain(load_certificate(pki / "issuing-ca.crt"), cert)
 
 
 def test_server_alt_names_helper():
@@ -119,11 +164,11 @@ def test_server_alt_names_helper():
 
 
 def test_client_certificate_chains_and_has_client_auth(pki: Path):
-    ca_cert, cert = load_certificate(pki / "ca.crt"), load_certificate(pki / "worker.crt")
+    ca_cert, cert = load_certificate(pki / "issuing-ca.crt"), load_certificate(pki / "worker.crt")
     verify_chain(ca_cert, cert)
     assert eku(cert) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     info = describe(pki / "worker.crt")
-    assert info["subject_cn"] == "worker" and info["issuer_cn"] == "Test CA"
+    assert info["subject_cn"] == "worker" and info["issuer_cn"].startswith("Test CA Issuing ")
     assert info["sans"] == [] and info["is_ca"] is False and 360 <= info["days_left"] <= 365
 
 
@@ -131,13 +176,13 @@ def test_lifetimes_follow_current_practice(pki: Path):
     """Broker: the CA/Browser Forum's 200 days (since 2026-03-15); clients a year; nothing over 398 days."""
     assert 195 <= describe(pki / "broker.crt")["days_left"] <= 200
     assert 360 <= describe(pki / "producer.crt")["days_left"] <= 365
-    ca_key, ca_cert = load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt")
+    ca_key, ca_cert = load_ca(pki)
     with pytest.raises(PKIError, match="from 1 to 398"):
         issue_client_certificate(ca_key, ca_cert, "worker", valid_days=399)
 
 
 def test_verify_chain_rejects_other_ca(ca):
-    other_key, other_cert = create_ca("Other CA")
+    other_key, other_cert = create_root_ca("Other CA")
     _, cert = issue_client_certificate(other_key, other_cert, "worker")
     with pytest.raises(PKIError, match="not issued by CA 'Test CA'"):
         verify_chain(ca[1], cert)
@@ -164,7 +209,7 @@ def test_describe_reports_expired(tmp_path: Path, ca):
 
 
 def test_leaf_never_outlives_ca():
-    ca_key, ca_cert = create_ca("Short CA", valid_days=10)
+    ca_key, ca_cert = create_root_ca("Short CA", valid_days=10)
     _, cert = issue_client_certificate(ca_key, ca_cert, "worker", valid_days=365)
     assert cert.not_valid_after_utc == ca_cert.not_valid_after_utc
 
@@ -228,13 +273,13 @@ def test_bad_leaf_days_rejected(ca, days):
 @pytest.mark.parametrize("days", [0, 3651])
 def test_bad_ca_days_rejected(days):
     with pytest.raises(PKIError, match="from 1 to 3650"):
-        create_ca("Test CA", valid_days=days)
+        create_root_ca("Test CA", valid_days=days)
 
 
 @pytest.mark.parametrize("name", ["", " CA", "bad\nname", "*.ca", "x" * 65])
 def test_bad_ca_name_rejected(name):
     with pytest.raises(PKIError, match="CA common name"):
-        create_ca(name)
+        create_root_ca(name)
 
 
 def test_non_ca_cannot_sign(ca):
@@ -244,7 +289,7 @@ def test_non_ca_cannot_sign(ca):
 
 
 def test_mismatched_ca_key_rejected(ca):
-    other_key, _ = create_ca("Other CA")
+    other_key, _ = create_root_ca("Other CA")
     with pytest.raises(PKIError, match="does not match"):
         issue_client_certificate(other_key, ca[1], "worker")
 
@@ -356,7 +401,7 @@ def test_owner_applied_and_kept_on_rotation(pki: Path, tmp_path: Path):
 
 
 def test_bootstrap_rejects_owner_for_unknown_name(tmp_path: Path):
-    with pytest.raises(PKIError, match="known names are: ca, broker, worker"):
+    with pytest.raises(PKIError, match="known names are: issuing-ca, broker, worker"):
         bootstrap_pki(tmp_path / "pki", "rabbitmq", ["worker"], owners={"wokrer": (1, 1)})
 
 
@@ -378,8 +423,11 @@ def test_add_client_and_refuse_existing(pki: Path):
 def test_add_server_when_missing(pki: Path):
     (pki / "broker.crt").unlink()
     (pki / "broker.key").unlink()
-    add_server(pki, "mq.internal")
-    assert describe(pki / "broker.crt")["sans"] == ["mq.internal", "localhost", "127.0.0.1"]
+    with pytest.raises(PKIError, match="mq.internal is outside what CA"):   # the issuing CA's name constraints
+        add_server(pki, "mq.internal")
+    assert not (pki / "broker.crt").exists()
+    add_server(pki, "rabbitmq")
+    assert describe(pki / "broker.crt")["sans"] == ["rabbitmq", "localhost", "127.0.0.1"]
 
 
 def test_rotate_archives_old_pair_and_keeps_identity(pki: Path):
@@ -395,7 +443,7 @@ def test_rotate_archives_old_pair_and_keeps_identity(pki: Path):
     for field in ("subject_cn", "issuer_cn", "dns_names", "ip_addresses", "eku"):
         assert new[field] == old[field]
     assert mode(pki / "broker.key") == 0o600 and mode(pki / "broker.crt") == 0o644
-    verify_chain(load_certificate(pki / "ca.crt"), load_certificate(pki / "broker.crt"))
+    verify_chain(load_certificate(pki / "issuing-ca.crt"), load_certificate(pki / "broker.crt"))
     new_key = load_private_key(pki / "broker.key")
     assert new_key.public_key().public_numbers() == load_certificate(pki / "broker.crt").public_key().public_numbers()
 
@@ -451,11 +499,12 @@ def test_cli_init_inspect_rotate(tmp_path: Path, capsys):
     pki_dir = tmp_path / "pki"
     assert cli_init(pki_dir) == 0
     out = capsys.readouterr().out
-    assert f"wrote {pki_dir / 'ca.key'}" in out and "PRIVATE KEY" not in out
+    assert f"wrote {tmp_path / 'pki-root' / 'ca.key'}" in out and "PRIVATE KEY" not in out
 
     assert main(["--dir", str(pki_dir), "inspect"]) == 0
     out = capsys.readouterr().out
     assert "broker" in out and "rabbitmq,localhost,127.0.0.1" in out and "EXPIRING" not in out
+    assert f"root: {tmp_path / 'pki-root' / 'ca.key'} is on this host; move it" in out
 
     assert main(["inspect", "--dir", str(pki_dir), "--warn-days", "400"]) == 1
     assert "EXPIRING" in capsys.readouterr().out
@@ -469,7 +518,7 @@ def test_cli_init_inspect_rotate(tmp_path: Path, capsys):
 def test_cli_inspect_flags_expired_certificate(tmp_path: Path, capsys):
     pki_dir = tmp_path / "pki"
     cli_init(pki_dir)
-    ca_key, ca_cert = load_private_key(pki_dir / "ca.key"), load_certificate(pki_dir / "ca.crt")
+    ca_key, ca_cert = load_ca(pki_dir)
     _, cert = issue_client_certificate(
         ca_key, ca_cert, "worker", valid_days=1, not_valid_before=datetime.now(timezone.utc) - timedelta(days=10)
     )
@@ -611,7 +660,7 @@ def test_client_rejects_wrong_hostname(pki: Path):
 
 
 def test_server_refuses_client_from_another_ca(pki: Path, tmp_path: Path):
-    other_key, other_ca = create_ca("Rogue CA")
+    other_key, other_ca = create_root_ca("Rogue CA")
     key, cert = issue_client_certificate(other_key, other_ca, "worker")
     rogue = tmp_path / "rogue"
     rogue.mkdir()

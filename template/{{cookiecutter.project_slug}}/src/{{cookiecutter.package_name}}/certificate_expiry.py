@@ -18,8 +18,9 @@ def _element(der: bytes, at: int) -> tuple[int, int, int]:
 
 
 def not_after(pem: str) -> datetime:
-    """The end of validity of a PEM certificate (RFC 5280: Certificate > TBSCertificate > Validity > notAfter)."""
-    der = ssl.PEM_cert_to_DER_cert(pem)
+    """The end of validity of a PEM certificate, the first of the file when it carries its chain too (RFC 5280:
+    Certificate > TBSCertificate > Validity > notAfter)."""
+    der = ssl.PEM_cert_to_DER_cert(pem[:pem.index(ssl.PEM_FOOTER) + len(ssl.PEM_FOOTER)])
     tbs = _element(der, 0)[1]                    # Certificate: tbsCertificate comes first
     at = _element(der, tbs)[1]                   # tbsCertificate's first field
     tag, _, end = _element(der, at)

@@ -4,12 +4,9 @@ import dataclasses
 import secrets
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from tls import issue_client_certificate, load_certificate, load_private_key
-from tls.keys import private_key_pem
+from tls import write_client_pair
 from tools.broker_client import Endpoint
-from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash, write_private_file
+from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,11 +27,8 @@ class StagedIdentity:
 
 
 def stage_identity(endpoint: Endpoint, name: str, pki_dir: Path) -> StagedIdentity:
-    """A certificate for `name` issued by the project CA into `pki_dir` (never the project's pki/), and a password
+    """A certificate for `name` issued by the project's issuing CA into `pki_dir` (never the project's pki/), and a password
     when the stack logs in with passwords."""
-    pki = endpoint.project_dir / "pki"
-    key, certificate = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), name)
-    write_private_file(pki_dir / f"{name}.key", private_key_pem(key).decode())
-    (pki_dir / f"{name}.crt").write_bytes(certificate.public_bytes(Encoding.PEM))
+    write_client_pair(endpoint.project_dir / "pki", name, pki_dir)
     password = secrets.token_urlsafe(24) if endpoint.stack.passwords else None
     return StagedIdentity(name, password, dataclasses.replace(endpoint, pki_dir=pki_dir))

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from celery import Celery
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.harness.readiness import BROKER_READY, WORKER_READY, StartupFailed, logs, wait_for_log
 from tests.harness.scratch import ScratchFiles
 from tests.harness.stack_under_test import StackUnderTest, stack_under_test
 from tools import credentials, file_access, settings
-from tls import issue_client_certificate, load_certificate, load_private_key
-from tls.keys import private_key_pem
+from tls import write_client_pair
 from tools.broker_client import Endpoint
 
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -150,15 +148,10 @@ def write_rig_secrets(secrets_dir: Path, stack: settings.StackSettings) -> None:
 
 
 def write_rig_identities(pki_dir: Path, stack: settings.StackSettings) -> None:
-    """A certificate and key for every user of the test vhosts, issued by the project CA, as the bake does."""
-    pki = stack.project_dir / "pki"
-    ca_key, ca_cert = load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt")
+    """A certificate and key for every user of the test vhosts, issued by the project's issuing CA, as the bake does."""
     for vhost in TEST_VHOSTS:
         for role in stack.topology.ROLES:
-            identity = stack.topology.user_name(vhost, role)
-            key, cert = issue_client_certificate(ca_key, ca_cert, identity)
-            credentials.write_private_file(pki_dir / f"{identity}.key", private_key_pem(key).decode())
-            (pki_dir / f"{identity}.crt").write_bytes(cert.public_bytes(Encoding.PEM))
+            write_client_pair(stack.project_dir / "pki", stack.topology.user_name(vhost, role), pki_dir)
 
 
 def shared_data_dir(rig: Rig) -> Path:

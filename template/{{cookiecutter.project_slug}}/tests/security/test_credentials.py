@@ -213,11 +213,11 @@ def test_a_producer_cannot_write_into_the_evidence_queue(stack, vhosts, record_p
     assert legitimate == "allowed"
 
 
-def key_material(path) -> dict[str, bytes]:
+def key_material(path, passphrase: bytes | None = None) -> dict[str, bytes]:
     """What of a private key is unique to it, in every form it could leak in: the private scalar (raw, hex,
     base64) and the whole key in PKCS#8 and SEC1, DER and PEM. Shared headers (the PKCS#8 prefix every P-256 key
     starts with, the PEM armour) are never searched for: they would match any key in the world."""
-    key = load_private_key(path)
+    key = load_private_key(path, passphrase)
     scalar = key.private_numbers().private_value.to_bytes(32, "big")
     forms = {"scalar": scalar, "scalar-hex": scalar.hex().encode(), "scalar-HEX": scalar.hex().upper().encode(),
              "scalar-base64": base64.b64encode(scalar)}
@@ -230,10 +230,15 @@ def key_material(path) -> dict[str, bytes]:
 
 
 def secrets_of(project_dir) -> dict[str, bytes]:
-    """Every secret of the project: passwords (password login) and each private key in every form."""
+    """Every secret of the project: passwords (password login), each private key in every form, and the root's key
+    and passphrase while they are still on this host (until the operator moves them offline)."""
     found = {path.name: path.read_text().strip().encode() for path in (project_dir / "secrets").glob("*.password")}
     for key in (project_dir / "pki").glob("*.key"):
         found.update(key_material(key))
+    root = project_dir / "pki-root"
+    if (root / "passphrase").exists():
+        passphrase = (root / "passphrase").read_bytes().strip()
+        found |= {"root passphrase": passphrase, **key_material(root / "ca.key", passphrase)}
     return found
 
 

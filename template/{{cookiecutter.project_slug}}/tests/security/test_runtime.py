@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.harness.readiness import WORKER_READY
 from tests.security.probes import proc_status
-from tls import issue_client_certificate, load_certificate, load_private_key
+from tls import issue_client_certificate, load_ca
 
 controls = pytest.mark.controls
 UNREADABLE_BY_DESIGN = "/var/cache/apt/archives/partial"
@@ -99,8 +99,7 @@ def test_the_broker_healthcheck_fails_once_its_certificate_has_expired(stack, re
     """The healthcheck's certificate part, run in the running broker on an expired certificate of the project CA
     (the broker's own certificate is valid: its healthy status and expiry line are the twin, above)."""
     pki = stack.project_dir / "pki"
-    _, expired = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"),
-                                          "producer", valid_days=1,
+    _, expired = issue_client_certificate(*load_ca(pki), "producer", valid_days=1,
                                           not_valid_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10))
     check = stack.broker.exec_run(["sh", "-c", 'printf %s "$0" > /tmp/expired.crt && '
                                    "BROKER_CERTIFICATE=/tmp/expired.crt broker-boot health",

@@ -19,10 +19,9 @@ from tests.harness.readiness import WORKER_READY, first_log_line_with, listed_co
 from tests.security.probes import (amqp_over_tls, client_context, group_probe, is_loopback, legacy_context,
                                    listeners, listeners_while_running, local_handshake, presented_certificate,
                                    tls_session)
-from tls import (bootstrap_pki, issue_client_certificate, issue_server_certificate, load_certificate, load_private_key,
-                 rotate, write_crl)
+from tls import (bootstrap_pki, create_issuing_ca, create_root_ca, issue_client_certificate, issue_server_certificate,
+                 load_ca, load_certificate, load_root, rotate, rotate_issuing_ca, write_client_pair, write_crl)
 from tools.broker_client import publish, task_message
-from tls.certificates import create_ca
 from tls.keys import private_key_pem
 from tls.revocation import CRL_MODE, crl_path
 from tls.pki_directory import write_atomic
@@ -93,7 +92,7 @@ def test_legitimate_client_speaks_amqp_over_tls_1_2_and_1_3(stack, tls_port, ser
 def local_server_files(tmp_path_factory):
     """A throwaway server certificate for the in-process TLS server of the old-version positive control."""
     directory = tmp_path_factory.mktemp("local-tls")
-    ca_key, ca_cert = create_ca("local test CA")
+    ca_key, ca_cert = create_root_ca("local test CA")
     key, cert = issue_server_certificate(ca_key, ca_cert, "localhost", ["localhost"], [])
     (directory / "server.key").write_bytes(private_key_pem(key))
     (directory / "server.crt").write_bytes(cert.public_bytes(Encoding.PEM))
@@ -170,10 +169,8 @@ def throwaway_client(pki: Path, directory: Path, name: str,
                      not_valid_before: dt.datetime | None = None) -> tuple[x509.Certificate, ssl.SSLContext]:
     """A fresh client certificate from the project CA (files in `directory`), and a context that presents it.
     Valid for a day: its key outlives the test in pytest's kept temporary directories."""
-    key, cert = issue_client_certificate(load_private_key(pki / "ca.key"), load_certificate(pki / "ca.crt"), "producer",
-                                         valid_days=1, not_valid_before=not_valid_before)
-    (directory / f"{name}.key").write_bytes(private_key_pem(key))
-    (directory / f"{name}.crt").write_bytes(cert.public_bytes(Encoding.PEM))
+    cert = write_client_pair(pki, "producer", directory, valid_days=1, not_valid_before=not_valid_before,
+                             file_stem=name)
     return cert, pair_context(pki, directory, name)
 
 
@@ -186,7 +183,7 @@ def pair_context(ca_dir: Path, pair_dir: Path, name: str) -> ssl.SSLContext:
 
 def revoke_for_the_test_stack(test_pki: Path, cert: x509.Certificate) -> None:
     """Revoke `cert` in the CRL the test stack's broker reads (in its copy of pki/), with the PKI tooling."""
-    write_crl(test_pki, load_private_key(test_pki / "ca.key"), load_certificate(test_pki / "ca.crt"), [cert])
+    write_crl(test_pki, *load_ca(test_pki), [cert])
 
 
 @controls("TLS-03")
@@ -256,6 +253,44 @@ def test_rotate_revokes_the_certificate_it_replaces(stack, vhosts, test_pki, tls
     record_property("evidence", f"{identity} rotated; the old pair: {old}; the new pair: {new}")
     assert new_accepted, new
     assert not old_accepted and "CERTIFICATE_REVOKED" in old.upper(), old
+
+
+@controls("TLS-08")
+def test_a_client_presenting_its_certificate_without_the_issuing_ca_is_refused(stack, tls_port, server_name, tmp_path,
+                                                                               record_property):
+    """The broker trusts the root alone: the issuing CA is no trust anchor of its own, so a leaf that arrives
+    without it cannot be placed under the root. (Every other login in the suite presents the chain: the twin.)"""
+    throwaway_client(stack.project_dir / "pki", tmp_path, "leafonly")
+    leaf = (tmp_path / "leafonly.crt").read_text()
+    (tmp_path / "leafonly.crt").write_text(leaf[:leaf.index("-----END CERTIFICATE-----")] + "-----END CERTIFICATE-----\n")
+    accepted, detail = amqp_over_tls(tls_port, pair_context(stack.project_dir / "pki", tmp_path, "leafonly"),
+                                     server_name)
+    record_property("evidence", f"the leaf alone: {detail}")
+    assert not accepted, f"accepted: {detail}"
+    assert "UNKNOWN_CA" in detail.upper(), detail
+
+
+@controls("TLS-08")
+def test_a_certificate_under_an_issuing_ca_the_root_revoked_is_refused(stack, tls_port, server_name, test_pki,
+                                                                       tmp_path, record_property):
+    """Recovery from a stolen issuing key rests on the root's CRL: the broker checks the whole chain, so once the root
+    revokes an issuing CA, every certificate under it is refused, however valid and unrevoked itself. Tried on a
+    second issuing CA made for the test under the project's root (the bake's pki-root/), in the test stack's copy
+    of pki/: its client connects first (the legitimate twin), then is refused once the root revokes its CA."""
+    root_key, root_cert = load_root(stack.project_dir / "pki")
+    ca_key, ca_cert = create_issuing_ca(root_key, root_cert, "Second Issuing CA for the test", ["localhost"], [])
+    write_crl(test_pki, ca_key, ca_cert, [])         # an issuing CA's empty CRL, as `init` writes one
+    key, cert = issue_client_certificate(ca_key, ca_cert, "producer", valid_days=1)
+    (tmp_path / "client.key").write_bytes(private_key_pem(key))
+    (tmp_path / "client.crt").write_bytes(cert.public_bytes(Encoding.PEM) + ca_cert.public_bytes(Encoding.PEM))
+    context = pair_context(stack.project_dir / "pki", tmp_path, "client")
+    accepted, before = amqp_over_tls(tls_port, context, server_name)
+    assert accepted, f"refused before its issuing CA was revoked: {before}"
+    write_crl(test_pki, root_key, root_cert, [ca_cert])
+    accepted, detail = amqp_over_tls(tls_port, context, server_name)
+    record_property("evidence", f"accepted before the root revoked its issuing CA ({before}); after: {detail}")
+    assert not accepted, f"accepted after its issuing CA was revoked: {detail}"
+    assert "CERTIFICATE_REVOKED" in detail.upper(), detail
 
 
 @controls("TLS-04")
@@ -471,7 +506,7 @@ def test_a_workers_certificate_is_rotated_and_used_from_its_next_connection(
         wait_until(lambda: presented_validities(stack.broker, identity) == {validity(before)}, timeout=60,
                    what="the worker's connections with its baked certificate")
         traffic.wait_for(5)
-        crl_file = crl_path(test_pki, load_certificate(test_pki / "ca.crt"))
+        crl_file = crl_path(test_pki, load_certificate(test_pki / "issuing-ca.crt"))
         crl_before = crl_file.read_bytes()
         rotate(test_pki, identity)
         after = load_certificate(test_pki / f"{identity}.crt")
@@ -495,3 +530,43 @@ def test_a_workers_certificate_is_rotated_and_used_from_its_next_connection(
                                 f"tasks completed and {len(traffic.failures)} failed meanwhile, longest gap between "
                                 f"completions {traffic.longest_gap():.2f} s")
     assert traffic.failures == [], traffic.failures[:3]
+
+
+@controls("TLS-07")
+def test_the_issuing_ca_is_rotated_without_downtime(stack, vhosts, test_pki, tls_port, server_name, celery_client,
+                                                    record_property):
+    """The operator's procedure for the issuing CA, under steady task traffic: `python -m tls rotate-issuing-ca`
+    (with the bake's root) changes no certificate in service, so the workers' connections carry on; during the
+    overlap a certificate of the previous CA and one of the new CA both connect; `rotate broker` + `reload-tls`
+    move the broker under the new CA. No task fails; nothing restarts. (Runs after the other rotations: it leaves
+    this stack's copy of pki/ with the new CA current.)"""
+    from {{ cookiecutter.package_name }}.tasks.arithmetic import add
+    root_key, _ = load_root(stack.project_dir / "pki")
+    identity = stack.stack.topology.user_name(vhosts[-1], "auditor")
+    started = stack.broker.attrs["State"]["StartedAt"]
+    traffic = SteadyTraffic(add)
+    traffic.start()
+    try:
+        traffic.wait_for(5)
+        rotate_issuing_ca(test_pki, root_key)
+        new_ca = load_certificate(test_pki / "issuing-ca.crt")
+        old_accepted, old = amqp_over_tls(tls_port, pair_context(test_pki, test_pki, identity), server_name)
+        rotate(test_pki, identity)
+        new_accepted, new = amqp_over_tls(tls_port, pair_context(test_pki, test_pki, identity), server_name)
+        rotate(test_pki, "broker")
+        reloaded = stack.broker.exec_run(["broker-boot", "reload-tls"])
+        assert reloaded.exit_code == 0, reloaded.output.decode(errors="replace")
+        moment = time.monotonic()
+        presented = presented_certificate(tls_port, client_context(stack.project_dir), server_name)
+        traffic.wait_for(5, since=moment)
+    finally:
+        traffic.stop()
+    stack.broker.reload()
+    record_property("evidence", f"during the overlap: {identity} under the previous CA {old}, under the new CA {new}; "
+                                f"the broker then presents a certificate issued by {presented.issuer.rfc4514_string()}; "
+                                f"{len(traffic.completed)} tasks completed and {len(traffic.failures)} failed "
+                                f"meanwhile, longest gap between completions {traffic.longest_gap():.2f} s")
+    assert old_accepted and new_accepted, (old, new)
+    assert presented.issuer == new_ca.subject, "new handshakes still get a certificate of the previous CA"
+    assert traffic.failures == [], traffic.failures[:3]
+    assert stack.broker.attrs["State"]["StartedAt"] == started, "the broker restarted"

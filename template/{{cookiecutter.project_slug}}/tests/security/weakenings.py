@@ -77,7 +77,10 @@ CONFIG_SWAPS = {
     "defaultgroups": {"advanced.config": {"{eccs, [x25519, secp256r1, secp384r1]},": "",
                                           "{supported_groups, [x25519, secp256r1, secp384r1]},": ""}},
     # "Revocation is for the web": the CRL no longer consulted, so a revoked certificate works until it expires.
-    "nocrlcheck": {"advanced.config": {"{crl_check, peer},": "{crl_check, false},"}},
+    "nocrlcheck": {"advanced.config": {"{crl_check, true},": "{crl_check, false},"}},
+    # "Checking the client's own certificate is enough": the CRL consulted for the peer only, not for its issuing
+    # CA, so the root's revocation of an issuing CA no longer stops what that CA signed.
+    "peercrlcheck": {"advanced.config": {"{crl_check, true},": "{crl_check, peer},"}},
     # "RabbitMQ already imports the definitions at boot": the shipped entry point (broker/boot.sh) with its removal of
     # what the definitions no longer list switched off, so only the stock, additive import remains.
     "additivedefinitions": {"boot.sh": {"remove_stale() {": "remove_stale() { changes=0; }\nremove_stale_shipped() {"}},

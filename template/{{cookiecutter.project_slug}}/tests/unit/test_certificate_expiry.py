@@ -32,6 +32,13 @@ def test_not_after_reads_what_cryptography_wrote(expires):
     assert not_after(cert.public_bytes(Encoding.PEM).decode()) == cert.not_valid_after_utc == expires
 
 
+def test_a_file_with_its_chain_reports_its_own_certificate():
+    """Each client's .crt carries the issuing CA after its own certificate: the first is the one that expires."""
+    leaf, issuer = certificate(NOW + timedelta(days=30)), certificate(NOW + timedelta(days=700), "Issuing CA")
+    assert not_after((leaf.public_bytes(Encoding.PEM) + issuer.public_bytes(Encoding.PEM)).decode()) == \
+        leaf.not_valid_after_utc
+
+
 def test_the_report_gives_days_left_and_warns_before_expiry(tmp_path):
     path = tmp_path / "client.crt"
     path.write_bytes(certificate(NOW + timedelta(days=200)).public_bytes(Encoding.PEM))

@@ -25,9 +25,9 @@ def test_readers_come_from_compose_yaml():
             assert readers.get(PROJECT / "secrets" / f"{identity}.password") == ({stack.worker_uid} if stack.passwords
                                                                                 else None)
             assert readers[PROJECT / "pki" / f"{identity}.key"] == {stack.worker_uid}
-        # The auditors and the CA are people on the host: no container mounts their keys.
+        # The auditors and the CAs are people on the host: no container mounts their keys.
         assert PROJECT / "pki" / f"{stack.topology.user_name(vhost, 'auditor')}.key" not in readers
-    assert PROJECT / "pki" / "ca.key" not in readers
+    assert not {PROJECT / "pki" / "issuing-ca.key", PROJECT / "pki-root" / "ca.key"} & set(readers)
 
 
 def test_a_grant_names_one_reader_and_nobody_else(tmp_path):

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tls.certificates import create_ca, issue_server_certificate
+from tls.certificates import create_root_ca, issue_server_certificate
 from tls.keys import private_key_pem
 from tls.pki_directory import cert_pem
 from tests.unit.unit_app import app
@@ -24,7 +24,7 @@ FRAME = b"x" * 400                      # stands for one AMQP delivery
 @pytest.fixture
 def tls_pair(tmp_path: Path):
     """(client TLS socket, server TLS socket) connected over 127.0.0.1."""
-    ca_key, ca_cert = create_ca("unit CA")
+    ca_key, ca_cert = create_root_ca("unit CA")
     key, cert = issue_server_certificate(ca_key, ca_cert, "localhost", ["localhost"], [])
     (tmp_path / "server.pem").write_bytes(cert_pem(cert) + private_key_pem(key))
     (tmp_path / "ca.pem").write_bytes(cert_pem(ca_cert))
