@@ -467,14 +467,14 @@ def rotate_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey) -> Re
                        "tls rotate NAME` first, then rotate the issuing CA again.")
     root_cert = load_certificate(cert_path(pki_dir, CA))
     ca_key, ca_cert = _new_issuing_ca(pki_dir, root_key)
-    retired = [load_certificate(cert_path(pki_dir, PREVIOUS))] if PREVIOUS in issuing_cas(pki_dir) else []
-    root_crl = crl_with(root_key, root_cert, load_crl(pki_dir, root_cert), retired) if retired else None
+    retired = load_certificate(cert_path(pki_dir, PREVIOUS)) if PREVIOUS in issuing_cas(pki_dir) else None
     written: list[Path] = []
     archive_dir = None
-    if retired:
+    if retired is not None:
+        root_crl = crl_with(root_key, root_cert, load_crl(pki_dir, root_cert), [retired])   # signed before any write
         archive_dir = _archive(pki_dir, [cert_path(pki_dir, PREVIOUS), key_path(pki_dir, PREVIOUS)])
         written.append(_write_crl_file(pki_dir, root_cert, root_crl))
-        _retire_crl(pki_dir, retired[0], archive_dir)
+        _retire_crl(pki_dir, retired, archive_dir)
     for suffix in (".key", ".crt"):     # the current CA becomes the previous one: its files renamed, not rewritten
         os.replace(pki_dir / f"{ISSUING}{suffix}", pki_dir / f"{PREVIOUS}{suffix}")
     created: list[Path] = []

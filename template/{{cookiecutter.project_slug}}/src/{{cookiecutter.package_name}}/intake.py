@@ -26,12 +26,14 @@ from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.exceptions import ContentDisallowed
 
-from . import allowlist, header_policy, redaction, topology
+from . import allowlist, audit, header_policy, redaction, topology
 
 logger = logging.getLogger(__name__)
 
 DEAD_LETTERED = ("dead-lettered message_id=%s task_id=%s task=%s content_type=%s body_bytes=%d "
                  "reason=%s: %s")
+# The audit event of each refusal reason (audit.py); the rest are audit.MESSAGE.
+AUDIT_EVENTS = {"header-policy": audit.HEADER_POLICY, "not-allowed": audit.ALLOW_LIST}
 
 
 def disable_decompression() -> None:
@@ -68,6 +70,12 @@ def queue_of(message) -> str | None:
     return info.get("routing_key") if info.get("exchange", "") in ("", topology.TASK_EXCHANGE) else None
 
 
+def _task_id(message) -> str | None:
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    task_id = headers.get("id")
+    return task_id[:80] if isinstance(task_id, str) else None
+
+
 def _header(message, name: str) -> str:
     headers = message.headers if isinstance(message.headers, dict) else {}
     return saferepr(headers.get(name), maxlen=80)
@@ -82,12 +90,13 @@ class DeadLetteringConsumer(Consumer):
         self.tenant_queues = allowlist.tenant_queues_from_env()
         super().__init__(*args, **kwargs)
 
-    @staticmethod
-    def log_refusal(message, reason: str, exc: BaseException | None) -> None:
+    def log_refusal(self, message, reason: str, exc: BaseException | None) -> None:
         properties = getattr(message, "properties", None) or {}
+        event = audit.SERIALIZER if isinstance(exc, ContentDisallowed) else AUDIT_EVENTS.get(reason, audit.MESSAGE)
         logger.error(DEAD_LETTERED, saferepr(properties.get("message_id"), maxlen=80), _header(message, "id"),
                      _header(message, "task"), saferepr(message.content_type, maxlen=80),
-                     len(message.body or b""), reason, saferepr(exc, maxlen=300))
+                     len(message.body or b""), reason, saferepr(exc, maxlen=300),
+                     extra=audit.fields(self.app, event, reason=reason, task_id=_task_id(message)))
 
     def dead_letter(self, message, reason: str, exc: BaseException | None) -> None:
         self.log_refusal(message, reason, exc)

@@ -23,6 +23,9 @@ class JsonFormatter(logging.Formatter):
             # Celery's own context of its received/succeeded/failed lines: the arguments as the argsrepr and kwargsrepr
             # headers show them, secrets masked (redaction.py); shortened, as a log line is no place for a payload.
             entry.update({key: str(data[key])[:LOGGED_ARGUMENT_CHARS] for key in ("args", "kwargs") if key in data})
+        audit = getattr(record, "audit", None)
+        if isinstance(audit, dict):
+            entry.update(audit)            # a refusal's stable event name and tenant (audit.py)
         task = get_current_task()
         if task is not None and task.request.id:
             entry["task_id"] = task.request.id

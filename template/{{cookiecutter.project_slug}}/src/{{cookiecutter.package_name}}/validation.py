@@ -1,14 +1,17 @@
 """Validate every task's arguments against its schema before the body runs (producer and worker side)."""
 import inspect
+import logging
 from typing import Any, Mapping, Sequence
 
 from celery import Celery, Task, bootsteps
 from pydantic import BaseModel, ValidationError
 
-from . import errors, redaction
+from . import audit, errors, redaction
 from .examples import Example
 from .serialization import require_json
 from .signature_schema import SchemaUnavailable, schema_from_signature
+
+logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 500
 # Where Celery defines its built-in tasks. Told apart by where they come from, not by a `celery.` name, which
@@ -80,7 +83,12 @@ class ValidatedTask(Task):
 
     def __call__(self, *args, **kwargs):
         # Worker side: the control that matters, since anyone with publish rights can craft a message.
-        values = validate_arguments(self.name, self.schema, args, kwargs)
+        try:
+            values = validate_arguments(self.name, self.schema, args, kwargs)
+        except errors.InvalidTaskArguments as exc:
+            # The audit line names the fields (the error does), never their values: those may be secrets.
+            audit.log(logger, self.app, audit.ARGUMENTS, "refused arguments: %s", exc, task=self.name)
+            raise
         # self.run, not super().__call__: the worker already pushed the request context (id, retries).
         return self.run(**values)
 

@@ -1,0 +1,111 @@
+"""The audit trail: every refusal the stack made, as one JSON line each with a stable event name, read from the
+containers' own logs: `python -m tools.audit [--tenant VHOST] [--since SECONDS]`.
+
+The workers write their refusals already named (src/<package>/audit.py: serializer, header policy, allow-list,
+malformed message, arguments). The broker writes RabbitMQ's own lines, which this names (BROKER_EVENTS): a TLS
+handshake it refused, a login, a vhost or a permission. Exit status 0 either way: this reports, it does not judge.
+"""
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Iterable
+
+import docker
+
+from tools import settings
+from tools.compose import ComposeProject
+
+TLS = "tls.refused"                  # a handshake refused: no, a foreign, an expired or a revoked certificate...
+LOGIN = "login.refused"              # an unknown user, a wrong password or certificate login refused
+VHOST = "vhost.refused"              # a user on a vhost it has no access to (another tenant's)
+PERMISSION = "permission.refused"    # an operation outside the user's configure/write/read permissions
+
+# (event, RabbitMQ's log line): the named groups become the event's fields.
+BROKER_EVENTS = (
+    (TLS, re.compile(r"TLS server: In state \w+ .*generated SERVER ALERT: Fatal - (?P<detail>.+)$")),
+    (LOGIN, re.compile(r"(?P<mechanism>\w+) login refused: user '(?P<user>[^']*)' - (?P<detail>.+)$")),
+    (VHOST, re.compile(r"access to vhost '(?P<vhost>[^']*)' refused for user '(?P<user>[^']*)'")),
+    (PERMISSION, re.compile(r"operation (?P<operation>[\w.]+) caused a channel exception access_refused: "
+                            r"(?P<detail>.+ in vhost '(?P<vhost>[^']*)' refused for user '(?P<user>[^']*)')")),
+)
+BROKER_LINE = re.compile(r"^(?P<time>\S+ \S+) \[(?P<level>\w+)\] <[^>]*> (?P<text>.*)$")
+
+
+def broker_events(lines: Iterable[str], stack: settings.StackSettings) -> list[dict]:
+    found = []
+    for line in lines:
+        match = BROKER_LINE.match(line)
+        if match is None:
+            continue
+        for event, pattern in BROKER_EVENTS:
+            hit = pattern.search(match["text"])
+            if hit is not None:
+                fields = {key: value for key, value in hit.groupdict().items() if value is not None}
+                found.append({"time": match["time"], "event": event, "source": "broker",
+                              "tenant": tenant_of_user(fields.get("user"), stack), **fields})
+                break
+    return found
+
+
+def tenant_of_user(user: str | None, stack: settings.StackSettings) -> str | None:
+    """The tenant a broker user belongs to (its vhost), or None for a name that is nobody's."""
+    for vhost in stack.vhosts:
+        if user in {stack.topology.user_name(vhost, role) for role in stack.topology.ROLES}:
+            return vhost
+    return None
+
+
+def worker_events(lines: Iterable[str], service: str) -> list[dict]:
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("event"), str):
+            found.append({"source": service, **entry})
+    return found
+
+
+def collect(project: ComposeProject, stack: settings.StackSettings, since: float | None = None) -> list[dict]:
+    """Every refusal in the logs of the project's running containers (since the epoch time `since`)."""
+    events = []
+    for container in project.containers():
+        service = container.labels.get("com.docker.compose.service", container.name)
+        # A float: the daemon keeps its log timestamps to the nanosecond, so a window starts where it was asked to.
+        text = container.logs(stdout=True, stderr=True, **({"since": float(since)} if since else {}))
+        lines = text.decode(errors="replace").splitlines()
+        events += broker_events(lines, stack) if service == "broker" else worker_events(lines, service)
+    return sorted(events, key=lambda e: e.get("time", ""))
+
+
+def concerns(event: dict, tenant: str) -> bool:
+    """An event is a tenant's if one of its users did it or it was done to one of its vhosts."""
+    return tenant in (event.get("tenant"), event.get("vhost"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.audit", description=__doc__.split("\n")[0])
+    parser.add_argument("--tenant", metavar="VHOST", help="only the refusals of this tenant (its users or vhost)")
+    parser.add_argument("--since", type=int, metavar="SECONDS", help="only the last SECONDS")
+    args = parser.parse_args(argv)
+    try:
+        stack = settings.load()
+        if args.tenant is not None and args.tenant not in stack.vhosts:
+            print(f"error: {args.tenant!r} is not a tenant; the tenants are {', '.join(stack.vhosts)}", file=sys.stderr)
+            return 2
+        since = time.time() - args.since if args.since else None
+        events = collect(ComposeProject(stack.project_dir, stack.project), stack, since)
+    except (settings.SettingsError, docker.errors.DockerException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for event in events:
+        if args.tenant is None or concerns(event, args.tenant):
+            print(json.dumps(event, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
