@@ -13,8 +13,9 @@ from .certificates import (
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key
 from .revocation import openssl_name_hash
-from .pki_directory import (add_client, add_server, bootstrap_pki, check_crl, check_pki, load_ca, load_root,
-                            replace_issuing_ca, revoke, rotate, rotate_issuing_ca, write_client_pair, write_crl)
+from .pki_directory import (add_client, add_server, bootstrap_pki, check_crl, check_pki, issuer_of, load_ca,
+                            load_root, replace_issuing_ca, revoke, rotate, rotate_issuing_ca, write_client_pair,
+                            write_crl)
 
 __all__ = [
     "ChownRequired",
@@ -29,6 +30,7 @@ __all__ = [
     "describe",
     "issue_client_certificate",
     "issue_server_certificate",
+    "issuer_of",
     "load_ca",
     "load_certificate",
     "load_private_key",

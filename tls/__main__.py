@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client", action="append", required=True, metavar="ROLE", dest="clients")
     p.add_argument("--owner", action="append", default=[], metavar="NAME=UID:GID", dest="owners")
     p.add_argument("--ca-name", default=DEFAULT_CA_NAME, metavar="CN")
+    p.add_argument("--root-passphrase-file", type=Path, metavar="FILE",
+                   help="encrypt the root's key with the passphrase in FILE (default: generate one beside the key)")
 
     p = sub.add_parser("issue-client", parents=[common], help="issue a certificate for a new client role")
     p.add_argument("role")
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("replace-issuing-ca", parents=[common, root],
                    help="the root revokes the issuing CA and signs a new one, which re-issues every certificate")
 
-    p = sub.add_parser("inspect", parents=[common], help="show certificates; exit 1 if any needs attention")
+    p = sub.add_parser("inspect", parents=[common, root], help="show certificates; exit 1 if any needs attention")
     p.add_argument("--warn-days", type=int, default=30)
     return parser
 
@@ -87,7 +89,16 @@ def _print_written(paths: list[Path]) -> None:
         print(f"wrote {path}")
 
 
-def _inspect(pki_dir: Path, warn_days: int) -> int:
+def _read_passphrase(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise PKIError(f"Passphrase file {path} cannot be read ({exc.strerror}).") from None
+
+
+def _inspect(pki_dir: Path, warn_days: int, root_dir: Path | None) -> int:
     if warn_days < 0:
         raise PKIError(f"--warn-days {warn_days} is invalid; it must be zero or more.")
     rows = check_pki(pki_dir, warn_days)
@@ -116,7 +127,7 @@ def _inspect(pki_dir: Path, warn_days: int) -> int:
     waiting = under_previous(pki_dir)
     if waiting:
         print(f"previous issuing CA still signs {', '.join(waiting)}: `python -m tls rotate` each, then it can retire")
-    root_key = root_key_on_host(pki_dir)
+    root_key = root_key_on_host(pki_dir, root_dir)
     if root_key is not None:
         print(f"root: {root_key} is on this host; move it (and its passphrase, apart) offline")
     return EXIT_WARN if problems or not crl_ok else EXIT_OK
@@ -129,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "init":
         owners = dict(parse_named_owner(o) for o in args.owners)
         _print_written(bootstrap_pki(args.dir, args.broker_host, args.clients, owners, ca_common_name=args.ca_name,
-                                     root_dir=args.root_dir))
+                                     root_dir=args.root_dir,
+                                     root_passphrase=_read_passphrase(args.root_passphrase_file)))
     elif args.command == "issue-client":
         _print_written(add_client(args.dir, args.role, args.days, owner))
     elif args.command == "issue-server":
@@ -159,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"revoked the old issuing CA; copies of the replaced files are in {replaced.archive_dir}")
         _print_written(replaced.written)
     elif args.command == "inspect":
-        return _inspect(args.dir, args.warn_days)
+        return _inspect(args.dir, args.warn_days, args.root_dir)
     return EXIT_OK
 
 

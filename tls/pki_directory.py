@@ -250,7 +250,7 @@ def issuer_name(pki_dir: Path, cert: x509.Certificate) -> str | None:
     return None
 
 
-def _issuer_of(pki_dir: Path, cert: x509.Certificate) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def issuer_of(pki_dir: Path, cert: x509.Certificate) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """The key and certificate of the issuing CA that signed `cert`: the one whose CRL must list it."""
     name = issuer_name(pki_dir, cert)
     if name is None:
@@ -402,7 +402,7 @@ def rotate(
 
     # Signed before anything is written: an unusable CRL stops the rotation while the PKI is still as it was. The
     # old certificate goes on its own issuer's list (the previous issuing CA's, during an overlap).
-    old_issuer_key, old_issuer = _issuer_of(pki_dir, old)
+    old_issuer_key, old_issuer = issuer_of(pki_dir, old)
     crl = _crl_adding(pki_dir, old_issuer_key, old_issuer, [old])
     archive_dir = _archive(pki_dir, [old_cert_path, old_key_path], keep=True)
     chown_required = None
@@ -450,8 +450,26 @@ def _new_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey):
 
 
 def under_previous(pki_dir: Path) -> list[str]:
-    """Leaves still signed by the previous issuing CA (re-issue each with `rotate` to finish an overlap)."""
-    return [n for n in leaf_names(pki_dir) if issuer_name(pki_dir, load_certificate(cert_path(pki_dir, n))) == PREVIOUS]
+    """Leaves still signed by the previous issuing CA (re-issue each with `rotate` to finish an overlap); an
+    unreadable one counts too (inspect shows it as such)."""
+    waiting = []
+    for name in leaf_names(pki_dir):
+        try:
+            if issuer_name(pki_dir, load_certificate(cert_path(pki_dir, name))) == PREVIOUS:
+                waiting.append(name)
+        except PKIError:
+            waiting.append(name)
+    return waiting
+
+
+def _root_crl(pki_dir: Path, root_cert: x509.Certificate) -> x509.CertificateRevocationList:
+    """The root's current CRL; a missing one is an error: starting a new one would forget every issuing CA the
+    root revoked."""
+    crl = load_crl(pki_dir, root_cert)
+    if crl is None:
+        raise PKIError(f"The root's revocation list {crl_path(pki_dir, root_cert)} is missing; restore it from your "
+                       "backup of pki/crl/ first (a new one would forget every issuing CA the root revoked).")
+    return crl
 
 
 def rotate_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey) -> Replacement:
@@ -471,7 +489,7 @@ def rotate_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey) -> Re
     written: list[Path] = []
     archive_dir = None
     if retired is not None:
-        root_crl = crl_with(root_key, root_cert, load_crl(pki_dir, root_cert), [retired])   # signed before any write
+        root_crl = crl_with(root_key, root_cert, _root_crl(pki_dir, root_cert), [retired])  # signed before any write
         archive_dir = _archive(pki_dir, [cert_path(pki_dir, PREVIOUS), key_path(pki_dir, PREVIOUS)])
         written.append(_write_crl_file(pki_dir, root_cert, root_crl))
         _retire_crl(pki_dir, retired, archive_dir)
@@ -493,7 +511,7 @@ def _retire_crl(pki_dir: Path, ca_cert: x509.Certificate, archive_dir: Path) -> 
     """A revoked issuing CA's own CRL: kept in the archive only (the root's CRL refuses everything it signed)."""
     path = crl_path(pki_dir, ca_cert)
     if path.exists():
-        write_atomic(archive_dir / f"{describe_certificate(ca_cert)['subject_cn']}.crl", path.read_bytes(), CRL_MODE)
+        write_atomic(archive_dir / f"crl-{path.stem}.crl", path.read_bytes(), CRL_MODE)   # the hash: a safe name
         path.unlink()
 
 
@@ -512,7 +530,7 @@ def replace_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey) -> R
                              None) for name in names}
     # Everything signed before the first write: a failure leaves the PKI as it was. A previous issuing CA (during
     # an overlap) was on the same host: it goes too.
-    root_crl = crl_with(root_key, root_cert, load_crl(pki_dir, root_cert), old_cas)
+    root_crl = crl_with(root_key, root_cert, _root_crl(pki_dir, root_cert), old_cas)
     files = [p for name in (*issuing_cas(pki_dir), *names) for p in (cert_path(pki_dir, name), key_path(pki_dir, name))]
     archive_dir = _archive(pki_dir, files, keep=True)
     try:
@@ -550,7 +568,7 @@ def revoke(pki_dir: Path, name: str) -> Revocation:
     if name not in known:
         raise PKIError(f"Unknown certificate {name!r}; known names are: {', '.join(known) or 'none'}.")
     cert = load_certificate(cert_path(pki_dir, name))
-    ca_key, ca_cert = _issuer_of(pki_dir, cert)
+    ca_key, ca_cert = issuer_of(pki_dir, cert)
     written = _write_crl_file(pki_dir, ca_cert, _crl_adding(pki_dir, ca_key, ca_cert, [cert]))
     return Revocation(written, _archive(pki_dir, [cert_path(pki_dir, name), key_path(pki_dir, name)]))
 
@@ -639,8 +657,7 @@ def check_crl(pki_dir: Path) -> tuple[bool, str]:
     """(usable, one line per CA for `inspect`): the broker checks the whole chain and refuses every client while
     the root or the issuing CA has no CRL it can read."""
     pki_dir = _require_dir(pki_dir)
-    results = [_check_one_crl(pki_dir, CA, "restore it from your backup of pki/crl/, or sign one with "
-                                           "`python -m tls replace-issuing-ca`")]
+    results = [_check_one_crl(pki_dir, CA, "restore it from your backup of pki/crl/")]
     results += [_check_one_crl(pki_dir, name, "run `python -m tls crl`") for name in issuing_cas(pki_dir) or [ISSUING]]
     return all(ok for ok, _ in results), "\n".join(line for _, line in results)
 

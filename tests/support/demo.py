@@ -1,7 +1,6 @@
 """README command 1: bake a project with the defaults into build/demo/ and run its demo (stack stays up)."""
 import sys
 import time
-from pathlib import Path
 
 from tests.support.bake import REPO_ROOT, bake, run_in
 

@@ -116,3 +116,39 @@ def test_replacing_the_issuing_ca_during_an_overlap_revokes_both(pki: Path):
     assert {c.serial_number for c in cas} <= {e.serial_number for e in load_crl(pki, root_cert)}
     assert not (pki / "previous-issuing-ca.crt").exists() and not (pki / "previous-issuing-ca.key").exists()
     assert verify(pki, pki / "worker.crt").returncode == 0
+
+
+def test_the_root_refuses_to_start_a_new_crl_over_a_lost_one(pki: Path):
+    """A new root CRL would forget every issuing CA the root revoked: restore the list, then rotate."""
+    root_key, root_cert = load_root(pki)
+    rotate_issuing_ca(pki, root_key)
+    rotate(pki, "worker")
+    rotate(pki, "broker")
+    crl_path(pki, root_cert).unlink()
+    before = {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()}
+    for operation in (rotate_issuing_ca, replace_issuing_ca):
+        with pytest.raises(PKIError, match=r"The root's revocation list .* is missing; restore it from your backup"):
+            operation(pki, root_key)
+    assert {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()} == before
+
+
+def test_a_ca_name_with_a_slash_survives_two_rotations(tmp_path: Path):
+    bootstrap_pki(tmp_path / "pki", "rabbitmq", ["worker"], ca_common_name="Ops/Infra CA")
+    pki = tmp_path / "pki"
+    root_key, _ = load_root(pki)
+    rotate_issuing_ca(pki, root_key)
+    rotate(pki, "worker")
+    rotate(pki, "broker")
+    result = rotate_issuing_ca(pki, root_key)
+    assert result.archive_dir is not None and len(list(result.archive_dir.glob("crl-*.crl"))) == 1
+
+
+def test_init_takes_the_root_passphrase_from_a_file(tmp_path: Path, capsys):
+    (tmp_path / "pass").write_text("a passphrase kept elsewhere\n")
+    assert main(["--dir", str(tmp_path / "pki"), "init", "--broker-host", "rabbitmq", "--client", "worker",
+                 "--root-passphrase-file", str(tmp_path / "pass")]) == 0
+    assert not (tmp_path / "pki-root" / "passphrase").exists()
+    load_root(tmp_path / "pki", passphrase=b"a passphrase kept elsewhere")
+    assert main(["--dir", str(tmp_path / "p2"), "init", "--broker-host", "rabbitmq", "--client", "worker",
+                 "--root-passphrase-file", str(tmp_path / "missing")]) == 2
+    assert "Passphrase file" in capsys.readouterr().err and not (tmp_path / "p2").exists()

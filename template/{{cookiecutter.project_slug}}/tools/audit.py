@@ -25,26 +25,36 @@ PERMISSION = "permission.refused"    # an operation outside the user's configure
 # (event, RabbitMQ's log line): the named groups become the event's fields.
 BROKER_EVENTS = (
     (TLS, re.compile(r"TLS server: In state \w+ .*generated SERVER ALERT: Fatal - (?P<detail>.+)$")),
-    (LOGIN, re.compile(r"(?P<mechanism>\w+) login refused: user '(?P<user>[^']*)' - (?P<detail>.+)$")),
+    # The user name is the client's choice with passwords: it may hold a newline, which cuts the line short.
+    (LOGIN, re.compile(r"(?P<mechanism>\w+) login refused: user '(?P<user>[^']*)(?:' - (?P<detail>.+))?$")),
     (VHOST, re.compile(r"access to vhost '(?P<vhost>[^']*)' refused for user '(?P<user>[^']*)'")),
     (PERMISSION, re.compile(r"operation (?P<operation>[\w.]+) caused a channel exception access_refused: "
                             r"(?P<detail>.+ in vhost '(?P<vhost>[^']*)' refused for user '(?P<user>[^']*)')")),
 )
-BROKER_LINE = re.compile(r"^(?P<time>\S+ \S+) \[(?P<level>\w+)\] <[^>]*> (?P<text>.*)$")
+BROKER_LINE = re.compile(r"^(?P<time>\S+ \S+) \[(?P<level>\w+)\] (?P<pid><[^>]*>) (?P<text>.*)$")
+Line = tuple[str | None, str]       # (when Docker logged it, its text)
 
 
-def broker_events(lines: Iterable[str], stack: settings.StackSettings) -> list[dict]:
+def broker_events(lines: Iterable[Line], stack: settings.StackSettings) -> list[dict]:
     found = []
-    for line in lines:
-        match = BROKER_LINE.match(line)
+    named = None      # the time and process of the message the last event came from
+    for logged, text in lines:
+        match = BROKER_LINE.match(text)
         if match is None:
+            continue
+        # RabbitMQ writes a message's time and process on each of its lines ("Error on AMQP connection ...", then the
+        # refusal). One event per message: a later line of the same one may be the rest of a client-chosen user
+        # name with a newline in it (password login), written to look like a refusal that blames someone else.
+        header = (match["time"], match["pid"])
+        if header == named:
             continue
         for event, pattern in BROKER_EVENTS:
             hit = pattern.search(match["text"])
             if hit is not None:
                 fields = {key: value for key, value in hit.groupdict().items() if value is not None}
-                found.append({"time": match["time"], "event": event, "source": "broker",
+                found.append({"logged": logged, "time": match["time"], "event": event, "source": "broker",
                               "tenant": tenant_of_user(fields.get("user"), stack), **fields})
+                named = header
                 break
     return found
 
@@ -57,28 +67,38 @@ def tenant_of_user(user: str | None, stack: settings.StackSettings) -> str | Non
     return None
 
 
-def worker_events(lines: Iterable[str], service: str) -> list[dict]:
+def worker_events(lines: Iterable[Line], service: str) -> list[dict]:
     found = []
-    for line in lines:
+    for logged, text in lines:
         try:
-            entry = json.loads(line)
+            entry = json.loads(text)
         except ValueError:
             continue
         if isinstance(entry, dict) and isinstance(entry.get("event"), str):
-            found.append({"source": service, **entry})
+            found.append({"logged": logged, "source": service, **entry})
     return found
 
 
+def split_timestamps(raw: bytes) -> list[Line]:
+    """Docker's `timestamps=True` output: each line prefixed with when the daemon logged it (RFC 3339, UTC), one
+    clock for every container, so that events sort across services."""
+    lines: list[Line] = []
+    for line in raw.decode(errors="replace").splitlines():
+        logged, _, text = line.partition(" ")
+        lines.append((logged, text))
+    return lines
+
+
 def collect(project: ComposeProject, stack: settings.StackSettings, since: float | None = None) -> list[dict]:
-    """Every refusal in the logs of the project's running containers (since the epoch time `since`)."""
+    """Every refusal in the logs of the project's running containers (since the epoch time `since`), oldest first."""
     events = []
     for container in project.containers():
         service = container.labels.get("com.docker.compose.service", container.name)
         # A float: the daemon keeps its log timestamps to the nanosecond, so a window starts where it was asked to.
-        text = container.logs(stdout=True, stderr=True, **({"since": float(since)} if since else {}))
-        lines = text.decode(errors="replace").splitlines()
+        raw = container.logs(stdout=True, stderr=True, timestamps=True, **({"since": float(since)} if since else {}))
+        lines = split_timestamps(raw)
         events += broker_events(lines, stack) if service == "broker" else worker_events(lines, service)
-    return sorted(events, key=lambda e: e.get("time", ""))
+    return sorted(events, key=lambda e: e["logged"] or "")
 
 
 def concerns(event: dict, tenant: str) -> bool:
@@ -91,6 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tenant", metavar="VHOST", help="only the refusals of this tenant (its users or vhost)")
     parser.add_argument("--since", type=int, metavar="SECONDS", help="only the last SECONDS")
     args = parser.parse_args(argv)
+    if args.since is not None and args.since <= 0:
+        parser.error(f"--since {args.since} is invalid; give a number of seconds greater than 0")
     try:
         stack = settings.load()
         if args.tenant is not None and args.tenant not in stack.vhosts:

@@ -30,4 +30,5 @@ def fields(app, event: str, **details) -> dict:
 
 
 def log(logger: logging.Logger, app, event: str, message: str, *args, **details) -> None:
-    logger.warning(message, *args, extra=fields(app, event, **details))
+    # ERROR, as the dead-letter lines: a stack that keeps only errors keeps every refusal.
+    logger.error(message, *args, extra=fields(app, event, **details))

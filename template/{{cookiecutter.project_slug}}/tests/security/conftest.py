@@ -1,4 +1,5 @@
 """Session fixtures of the live security suite: the shipped compose stack, shared by every test, always removed."""
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from tests.harness.scratch import ScratchFiles
 from tests.harness.stack_under_test import stack_under_test
 from tests.security.compliance import ComplianceReport
 from tests.security.weakenings import Weakening, selected
+from tls import PKIError, load_root
 from tools import settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -40,6 +42,16 @@ def test_pki():
         yield scratch.path / "pki"
     finally:
         scratch.remove()
+
+
+@pytest.fixture(scope="session")
+def root():
+    """The project's root (key, certificate), for the tests of what only the root can do (TLS-07, TLS-08): from the
+    bake's pki-root/, or from PKI_ROOT_DIR once it lives elsewhere (its passphrase file there, or at a prompt)."""
+    try:
+        return load_root(PROJECT_DIR / "pki", os.environ.get("PKI_ROOT_DIR"))
+    except PKIError as exc:
+        pytest.fail(f"these tests need the project's root: {exc} Set PKI_ROOT_DIR to its directory.", pytrace=False)
 
 
 @pytest.fixture(scope="session")

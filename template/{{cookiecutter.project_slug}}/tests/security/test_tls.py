@@ -20,7 +20,7 @@ from tests.security.probes import (amqp_over_tls, client_context, group_probe, i
                                    listeners, listeners_while_running, local_handshake, presented_certificate,
                                    tls_session)
 from tls import (bootstrap_pki, create_issuing_ca, create_root_ca, issue_client_certificate, issue_server_certificate,
-                 load_ca, load_certificate, load_root, rotate, rotate_issuing_ca, write_client_pair, write_crl)
+                 issuer_of, load_certificate, rotate, rotate_issuing_ca, write_client_pair, write_crl)
 from tools.broker_client import publish, task_message
 from tls.keys import private_key_pem
 from tls.revocation import CRL_MODE, crl_path
@@ -183,7 +183,7 @@ def pair_context(ca_dir: Path, pair_dir: Path, name: str) -> ssl.SSLContext:
 
 def revoke_for_the_test_stack(test_pki: Path, cert: x509.Certificate) -> None:
     """Revoke `cert` in the CRL the test stack's broker reads (in its copy of pki/), with the PKI tooling."""
-    write_crl(test_pki, *load_ca(test_pki), [cert])
+    write_crl(test_pki, *issuer_of(test_pki, cert), [cert])   # its own issuer's list, whichever CA is current
 
 
 @controls("TLS-03")
@@ -271,13 +271,13 @@ def test_a_client_presenting_its_certificate_without_the_issuing_ca_is_refused(s
 
 
 @controls("TLS-08")
-def test_a_certificate_under_an_issuing_ca_the_root_revoked_is_refused(stack, tls_port, server_name, test_pki,
+def test_a_certificate_under_an_issuing_ca_the_root_revoked_is_refused(stack, tls_port, server_name, test_pki, root,
                                                                        tmp_path, record_property):
     """Recovery from a stolen issuing key rests on the root's CRL: the broker checks the whole chain, so once the root
     revokes an issuing CA, every certificate under it is refused, however valid and unrevoked itself. Tried on a
     second issuing CA made for the test under the project's root (the bake's pki-root/), in the test stack's copy
     of pki/: its client connects first (the legitimate twin), then is refused once the root revokes its CA."""
-    root_key, root_cert = load_root(stack.project_dir / "pki")
+    root_key, root_cert = root
     ca_key, ca_cert = create_issuing_ca(root_key, root_cert, "Second Issuing CA for the test", ["localhost"], [])
     write_crl(test_pki, ca_key, ca_cert, [])         # an issuing CA's empty CRL, as `init` writes one
     key, cert = issue_client_certificate(ca_key, ca_cert, "producer", valid_days=1)
@@ -533,15 +533,15 @@ def test_a_workers_certificate_is_rotated_and_used_from_its_next_connection(
 
 
 @controls("TLS-07")
-def test_the_issuing_ca_is_rotated_without_downtime(stack, vhosts, test_pki, tls_port, server_name, celery_client,
-                                                    record_property):
+def test_the_issuing_ca_is_rotated_without_downtime(stack, vhosts, test_pki, root, tls_port, server_name,
+                                                    celery_client, record_property):
     """The operator's procedure for the issuing CA, under steady task traffic: `python -m tls rotate-issuing-ca`
     (with the bake's root) changes no certificate in service, so the workers' connections carry on; during the
     overlap a certificate of the previous CA and one of the new CA both connect; `rotate broker` + `reload-tls`
     move the broker under the new CA. No task fails; nothing restarts. (Runs after the other rotations: it leaves
     this stack's copy of pki/ with the new CA current.)"""
     from {{ cookiecutter.package_name }}.tasks.arithmetic import add
-    root_key, _ = load_root(stack.project_dir / "pki")
+    root_key, _ = root
     identity = stack.stack.topology.user_name(vhosts[-1], "auditor")
     started = stack.broker.attrs["State"]["StartedAt"]
     traffic = SteadyTraffic(add)

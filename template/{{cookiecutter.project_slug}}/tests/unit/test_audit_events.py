@@ -18,6 +18,6 @@ def test_the_tenant_is_the_vhost_of_the_broker_url():
 def test_an_unreadable_broker_url_gives_no_tenant_and_no_exception(caplog):
     app = app_with(object())
     assert audit.tenant_of(app) is None
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.ERROR):
         audit.log(logging.getLogger("test"), app, audit.MESSAGE, "refused %s", "x")
     assert caplog.records[0].audit == {"event": "message.refused", "tenant": None}
