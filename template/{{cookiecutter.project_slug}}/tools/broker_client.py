@@ -219,8 +219,11 @@ def wait_for_dead_letters(connection, enough: Callable[[list[DeadLetter]], bool]
     (the caller judges it). A refused message reaches the evidence a moment after its refusal is logged, and the
     stream's size a read starts from lags: reading again settles both."""
     deadline = time.monotonic() + timeout
+    taken: list[DeadLetter] = []     # an ordinary queue's letters (a weakened stack's) come once: kept across reads
     while True:
         letters = read_dead_letters(connection, after)
+        taken += [letter for letter in letters if letter.offset == -1]
+        letters = [letter for letter in letters if letter.offset != -1] + taken
         if enough(letters) or time.monotonic() > deadline:
             return letters
         time.sleep(0.2)
