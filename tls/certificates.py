@@ -150,7 +150,7 @@ def _key_usage(*, digital_signature: bool = False, key_cert_sign: bool = False, 
     )
 
 
-def _public_key_der(key) -> bytes:
+def public_key_der(key) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -172,7 +172,7 @@ def _check_ca(ca_key: object, ca_cert: object) -> None:
         is_ca = can_sign = False
     if not (is_ca and can_sign):
         raise PKIError(f"Certificate {_common_name(ca_cert.subject)!r} is not a CA and cannot sign certificates.")
-    if _public_key_der(ca_key.public_key()) != _public_key_der(ca_cert.public_key()):
+    if public_key_der(ca_key.public_key()) != public_key_der(ca_cert.public_key()):
         raise PKIError("The CA private key does not match the CA certificate.")
 
 

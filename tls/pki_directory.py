@@ -19,9 +19,10 @@ from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from .certificates import (
+    public_key_der,
     alt_names,
     create_issuing_ca,
     create_root_ca,
@@ -51,7 +52,6 @@ KEY_MODE = 0o600
 CERT_MODE = 0o644
 
 Owner = tuple[int, int]
-_SPKI = PublicFormat.SubjectPublicKeyInfo
 
 
 class Rotation(NamedTuple):
@@ -221,7 +221,7 @@ def load_root(pki_dir: Path, root_dir: Path | None = None,
                        "and give its directory with --root-dir.")
     key = load_private_key(path, passphrase if passphrase is not None else read_root_passphrase(root_dir))
     cert = load_certificate(cert_path(_require_dir(pki_dir), CA))
-    if cert.public_key().public_bytes(Encoding.PEM, _SPKI) != key.public_key().public_bytes(Encoding.PEM, _SPKI):
+    if public_key_der(cert.public_key()) != public_key_der(key.public_key()):
         raise PKIError(f"{path} is not the key of {cert_path(pki_dir, CA)}; give the root of this PKI.")
     return key, cert
 
