@@ -1,10 +1,12 @@
 """End to end on real containers: bake the defaults, run the baked project's live security suite and demo."""
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.support.bake import bake, run_in
+from tests.support.catalog import password_login_only_weakenings
 
 pytestmark = pytest.mark.live
 
@@ -12,6 +14,12 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def baked_defaults(tmp_path_factory):
     return bake(tmp_path_factory.mktemp("live"))
+
+
+def security_modules_of(project: Path, control: str) -> list[str]:
+    """The baked security suite's modules with a test marked for `control`."""
+    return [str(path.relative_to(project)) for path in sorted((project / "tests" / "security").glob("test_*.py"))
+            if f'controls("{control}"' in path.read_text()]
 
 
 def test_baked_resilience_suite_and_full_fuzzing_pass(baked_defaults):
@@ -57,6 +65,16 @@ def test_password_management_and_egress_variant_passes_its_security_suite(tmp_pa
     statuses = {control["id"]: control["status"] for control in report["controls"]}
     assert statuses.pop("CRED-07") == "gap (documented)"
     assert set(statuses.values()) == {"pass"}, statuses
+    # The weakenings that exist only with password login, each run once here (the default bake's weakened runs,
+    # tests/test_weakened.py, cannot): their controls' own test module, under the weakening, must fail.
+    for name, failing in password_login_only_weakenings().items():
+        modules = sorted({path for control in failing for path in security_modules_of(project, control)})
+        weakened = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules,
+                          timeout=900, SECURITY_SUITE_WEAKEN=name, TEST_STACK_LABEL=name)
+        print(weakened.stdout[-1500:])
+        report = json.loads((project / "reports" / "compliance.json").read_text())
+        assert weakened.returncode == 1, f"{name}: the suite passed\n{weakened.stdout[-3000:]}"
+        assert {control["id"] for control in report["controls"] if control["status"] == "FAIL"} == failing
 
 
 def test_a_tenant_added_in_one_command_runs_tasks_without_a_broker_restart(tmp_path_factory):

@@ -62,7 +62,9 @@ def broker_events(lines: Iterable[Line], stack: settings.StackSettings) -> list[
 def tenant_of_user(user: str | None, stack: settings.StackSettings) -> str | None:
     """The tenant a broker user belongs to (its vhost), or None for a name that is nobody's."""
     for vhost in stack.vhosts:
-        if user in {stack.topology.user_name(vhost, role) for role in stack.topology.ROLES}:
+        # Each identity's own name, and with password login its second user (topology.password_users).
+        if any(user in stack.topology.password_users(stack.topology.user_name(vhost, role))
+               for role in stack.topology.ROLES):
             return vhost
     return None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pika
 from pika.exceptions import ChannelClosedByBroker
 
-from tools import settings
+from tools import credentials, settings
 
 # The canary path is inside the worker container: checked there, never written by this code.
 PICKLE_CANARY_PATH = "/tmp/pwned"  # nosec B108
@@ -74,8 +74,9 @@ class Endpoint:
     def identity_password_file(self, identity: str) -> Path:
         return (self.secrets_dir or self.project_dir / "secrets") / f"{identity}.password"
 
-    def password(self, vhost: str, role: str) -> str:
-        return self.password_file(vhost, role).read_text(encoding="utf-8").strip()
+    def password_login(self, identity: str) -> tuple[str, str]:
+        """(broker user, password) `identity` logs in with now: one of its two users (CRED-08)."""
+        return credentials.read_credential(self.identity_password_file(identity))
 
     def credentials(self, user: str, password: str | None,
                     certificate_only: bool = False) -> pika.PlainCredentials | pika.credentials.ExternalCredentials:
@@ -87,7 +88,7 @@ class Endpoint:
             return CertificateOfferedAnyway()
         if not self.stack.passwords:
             return pika.credentials.ExternalCredentials()
-        return pika.PlainCredentials(user, self.identity_password_file(user).read_text(encoding="utf-8").strip())
+        return pika.PlainCredentials(*self.password_login(user))
 
     def parameters(self, vhost: str, role: str, *, user: str | None = None, password: str | None = None,
                    certificate: str | None = LOGIN, certificate_only: bool = False,

@@ -1,7 +1,13 @@
 """Per-vhost broker identities as RabbitMQ definitions; with `login = "password"`, their random passwords as files.
 
 With certificate login (the default) users have no password at all: the broker takes the user name from the client
-certificate (x509 EXTERNAL), and a user without a password hash cannot log in any other way."""
+certificate (x509 EXTERNAL), and a user without a password hash cannot log in any other way.
+
+With password login each identity has two broker users (topology.password_users) and rotates between them (CRED-08):
+`rotate <identity>` gives the user not in use a new password and hands it to the identity's clients, whose next
+connection uses it, while the password they had stays valid until the rotation after; that one retires it.
+secrets/<identity>.password holds the current user and password (mounted into the identity's containers, read at
+every connection); secrets/<identity>.password.previous the one before (host only, for the broker's definitions)."""
 import argparse
 import base64
 import hashlib
@@ -17,6 +23,12 @@ from tools import file_access, settings
 PASSWORD_BYTES = 32          # token_urlsafe(32) gives 43 characters
 SALT_BYTES = 4               # RabbitMQ's rabbit_password_hashing_sha256 format uses a 4-byte salt
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
+# A compose variable, as PKI_DIR: a test stack mounts and rotates a copy of secrets/, never the project's own.
+SECRETS_VARIABLE = "PROJECT_SECRETS_DIR"
+
+
+class CredentialError(Exception):
+    """A credential command that cannot be carried out as asked; nothing was changed."""
 
 
 def rabbitmq_password_hash(password: str, salt: bytes | None = None) -> str:
@@ -25,8 +37,29 @@ def rabbitmq_password_hash(password: str, salt: bytes | None = None) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode("utf-8")).digest()).decode("ascii")
 
 
-def password_path(secrets_dir: Path, user: str) -> Path:
-    return secrets_dir / f"{user}.password"
+def password_path(secrets_dir: Path, identity: str) -> Path:
+    """The identity's current credential, the file its containers mount."""
+    return secrets_dir / f"{identity}.password"
+
+
+def previous_path(secrets_dir: Path, identity: str) -> Path:
+    """The credential the last rotation replaced: valid on the broker until the next rotation, mounted nowhere."""
+    return secrets_dir / f"{identity}.password.previous"
+
+
+def credential_text(user: str, password: str) -> str:
+    """The credential file's content (read by src/<package>/password_login.py at every connection)."""
+    return json.dumps({"user": user, "password": password}) + "\n"
+
+
+def read_credential(path: Path) -> tuple[str, str]:
+    """(user, password) of a credential file written by this module."""
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        return entry["user"], entry["password"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CredentialError(f"{path} is not a credential file of this project ({exc}); "
+                              "`python -m tools.credentials generate` writes a new one if you delete it") from None
 
 
 def write_private_file(path: Path, content: str) -> None:
@@ -51,17 +84,20 @@ def write_private_file(path: Path, content: str) -> None:
     os.replace(temporary, path)
 
 
-def ensure_passwords(secrets_dir: Path, vhosts, topology) -> dict[str, str]:
-    """Make a password for every (vhost, role) that has none; existing ones are kept, never rotated here."""
+def ensure_credentials(secrets_dir: Path, identities: Sequence[str], topology) -> dict[str, str]:
+    """Make a credential for every identity that has none (its first broker user, a random password); existing
+    ones are kept, never rotated here. Returns {broker user: password} of every user that has one."""
     secrets_dir.mkdir(mode=0o700, exist_ok=True)
     passwords = {}
-    for vhost in vhosts:
-        for role in topology.ROLES:
-            user = topology.user_name(vhost, role)
-            path = password_path(secrets_dir, user)
-            if not path.exists():
-                write_private_file(path, secrets.token_urlsafe(PASSWORD_BYTES) + "\n")
-            passwords[user] = path.read_text(encoding="utf-8").strip()
+    for identity in identities:
+        current = password_path(secrets_dir, identity)
+        if not current.exists():
+            write_private_file(current, credential_text(topology.password_users(identity)[0],
+                                                        secrets.token_urlsafe(PASSWORD_BYTES)))
+        for path in (previous_path(secrets_dir, identity), current):    # the current one last: it wins
+            if path.exists():
+                user, password = read_credential(path)
+                passwords[user] = password
     return passwords
 
 
@@ -69,7 +105,8 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, t
                       overrides: dict[str, dict] | None = None) -> dict:
     """Vhosts, users, least-privilege permissions, limits and the queue topology of every vhost.
 
-    `passwords` is None for certificate login: every user gets an empty password hash, which no password matches.
+    `passwords` is None for certificate login: one user per identity, with an empty password hash, which no
+    password matches. With password login, {broker user: password}: both users of each identity, hashed if known.
     `overrides` is for test stacks only ({vhost: {"queue_max_length": n, "max_connections": n}}): it lets a
     dedicated test vhost have small limits so floods are cheap to stage; `generate` never passes it.
     """
@@ -84,14 +121,17 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, t
                       "max-queues": topology.VHOST_MAX_QUEUES},
         })
         for role in topology.ROLES:
-            name = topology.user_name(vhost, role)
-            definitions["users"].append({
-                "name": name, "password_hash": "" if passwords is None else rabbitmq_password_hash(passwords[name]),
-                "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": dict(topology.USER_LIMITS[role]),
-            })
-            definitions["permissions"].append({"user": name, "vhost": vhost, **topology.permissions(role)})
-            definitions["topic_permissions"] += [{"user": name, "vhost": vhost, **grant}
-                                                 for grant in topology.topic_permissions(role)]
+            identity = topology.user_name(vhost, role)
+            for name in (identity,) if passwords is None else topology.password_users(identity):
+                # An empty hash matches no password: certificate login, and a password user not yet rotated to.
+                password = (passwords or {}).get(name)
+                definitions["users"].append({
+                    "name": name, "password_hash": "" if password is None else rabbitmq_password_hash(password),
+                    "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": dict(topology.USER_LIMITS[role]),
+                })
+                definitions["permissions"].append({"user": name, "vhost": vhost, **topology.permissions(role)})
+                definitions["topic_permissions"] += [{"user": name, "vhost": vhost, **grant}
+                                                     for grant in topology.topic_permissions(role)]
         for policy in topology.operator_policies():
             definitions["parameters"].append({
                 "vhost": vhost, "component": "operator_policy", "name": policy["name"],
@@ -122,13 +162,13 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, t
     return definitions
 
 
-def generate(project_dir: Path) -> Path:
-    """Create missing passwords (password login only), (re)write secrets/definitions.json from stack.toml's vhosts,
-    and let each container user read the files compose.yaml mounts for it."""
+def generate(project_dir: Path, secrets_dir: Path | None = None) -> Path:
+    """Create missing passwords (password login only), (re)write definitions.json from stack.toml's vhosts, and let
+    each container user read the files compose.yaml mounts for it. `secrets_dir`: a copy of secrets/ (test stacks)."""
     stack = settings.load(project_dir)
-    secrets_dir = stack.project_dir / "secrets"
+    secrets_dir = secrets_dir or stack.project_dir / "secrets"
     secrets_dir.mkdir(mode=0o700, exist_ok=True)
-    passwords = ensure_passwords(secrets_dir, stack.vhosts, stack.topology) if stack.passwords else None
+    passwords = ensure_credentials(secrets_dir, stack.identities, stack.topology) if stack.passwords else None
     definitions_path = secrets_dir / "definitions.json"
     write_private_file(definitions_path, json.dumps(build_definitions(stack.vhosts, passwords, stack.topology),
                                                     indent=2))
@@ -136,20 +176,61 @@ def generate(project_dir: Path) -> Path:
     return definitions_path
 
 
+def other_user(users: tuple[str, str], current: str) -> str:
+    """The user a rotation moves to: the one not in use (the two alternate)."""
+    return users[1] if current == users[0] else users[0]
+
+
+def rotate(project_dir: Path, identity: str, secrets_dir: Path | None = None) -> tuple[str, str]:
+    """Give `identity`'s user not in use a new password, make it the current credential, keep the one it replaces
+    valid until the next rotation, and rewrite definitions.json. Returns (the new user, the user it replaced)."""
+    stack = settings.load(project_dir)
+    if not stack.passwords:
+        raise CredentialError("this stack logs in with certificates: there is no password to rotate (rotate the "
+                              f"certificate instead: python -m tls rotate {identity})")
+    if identity not in stack.identities:
+        raise CredentialError(f"{identity!r} is not an identity of this stack: {', '.join(stack.identities)}")
+    secrets_dir = secrets_dir or stack.project_dir / "secrets"
+    current = password_path(secrets_dir, identity)
+    if not current.exists():
+        raise CredentialError(f"{current} does not exist: run `python -m tools.credentials generate` first")
+    user, _ = read_credential(current)
+    new_user = other_user(stack.topology.password_users(identity), user)
+    # The previous file first: if this stops halfway, the broker still knows every password a client holds.
+    write_private_file(previous_path(secrets_dir, identity), current.read_text(encoding="utf-8"))
+    write_private_file(current, credential_text(new_user, secrets.token_urlsafe(PASSWORD_BYTES)))
+    generate(stack.project_dir, secrets_dir)
+    return new_user, user
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.credentials", description=__doc__)
-    parser.add_argument("command", choices=["generate"], help="create missing passwords (password login), rewrite "
-                                                              "definitions")
+    parser = argparse.ArgumentParser(prog="python -m tools.credentials", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["generate", "rotate"],
+                        help="generate: create missing passwords (password login), rewrite definitions; "
+                             "rotate: a new password for one identity (password login)")
+    parser.add_argument("identity", nargs="?", help="rotate: the identity (<vhost>-<role>)")
     parser.add_argument("--project-dir", type=Path, default=settings.PROJECT_DIR)
     args = parser.parse_args(argv)
+    if (args.command == "rotate") != (args.identity is not None):
+        parser.error("rotate takes one identity (<vhost>-<role>); generate takes none")
     try:
-        path = generate(args.project_dir)
-    except (settings.SettingsError, file_access.AccessError) as exc:
+        stack = settings.load(args.project_dir)
+        if args.command == "generate":
+            path = generate(args.project_dir)
+            kept = f"passwords kept in {path.parent}, mode 0600" if stack.passwords else "certificate login: no passwords"
+            print(f"wrote {path} ({kept})")
+            return 0
+        new_user, replaced = rotate(args.project_dir, args.identity)
+    except (settings.SettingsError, file_access.AccessError, CredentialError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    kept = f"passwords kept in {path.parent}, mode 0600" if settings.load(args.project_dir).passwords else \
-        "certificate login: no passwords"
-    print(f"wrote {path} ({kept})")
+    print(f"{args.identity} now logs in as {new_user} with a new password; {replaced}'s stays valid until the next "
+          "rotation. Next, with no restart:\n"
+          "  docker compose exec broker broker-boot reconcile\n"
+          f"  docker compose exec broker rabbitmqctl close_all_user_connections {new_user} 'password rotated'\n"
+          f"The clients of {args.identity} use the new password from their next connection; close {replaced}'s "
+          "connections too to move them now.")
     return 0
 
 

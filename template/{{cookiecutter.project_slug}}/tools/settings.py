@@ -60,6 +60,13 @@ class StackSettings:
         the user name (one leaked or revoked key is one identity's, not every tenant's)."""
         return [self.topology.user_name(vhost, role) for vhost in self.vhosts for role in self.topology.ROLES]
 
+    @property
+    def broker_users(self) -> list[str]:
+        """The users the broker holds for them: one per identity, two with password login (CRED-08)."""
+        if not self.passwords:
+            return self.identities
+        return [user for identity in self.identities for user in self.topology.password_users(identity)]
+
     def tenant_queues(self, vhost: str) -> list[str]:
         """The queues whose tasks `vhost`'s worker runs (TEN-03, allowlist.py)."""
         return [self.topology.TASK_QUEUE, *([self.topology.PRIORITY_QUEUE] if vhost in self.priority_vhosts else [])]

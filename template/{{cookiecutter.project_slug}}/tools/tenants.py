@@ -81,6 +81,7 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
 # Where compose finds certificates and keys: pki/, or a copy of it under PKI_DIR (a test stack rotates and revokes
 # there, never in the project's own).
 PKI_FILES = "${PKI_DIR:-./pki}"
+SECRET_FILES = "${PROJECT_SECRETS_DIR:-./secrets}"  # nosec B105 - a directory, not a secret: passwords rotate there
 
 
 def secret_key(vhost: str, role: str) -> str:
@@ -95,7 +96,7 @@ def render_secrets(stack: settings.StackSettings, vhost: str) -> str:
                   f"  {secret_key(vhost, role)}_key:", f"    file: {PKI_FILES}/{user}.key"]
     for role in ("worker", "producer") if stack.passwords else ():
         lines += [f"  {secret_key(vhost, role)}_password:",
-                  f"    file: ./secrets/{stack.topology.user_name(vhost, role)}.password"]
+                  f"    file: {SECRET_FILES}/{stack.topology.user_name(vhost, role)}.password"]
     return "\n".join(lines) + "\n"
 
 
@@ -228,6 +229,7 @@ def remove(project_dir: Path, vhost: str) -> list[str]:
     sync(project_dir)
     for identity in identities(stack, vhost):
         credentials.password_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
+        credentials.previous_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
     credentials.generate(project_dir)
     return [f"docker compose up -d --remove-orphans   # stops {stack.worker_service(vhost)}",
             "docker compose exec broker broker-boot reconcile   # deletes its users, closing their connections",

@@ -3,9 +3,10 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from . import errors
+from .password_login import PasswordFileLogin, read_credential
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
 LOGINS = ("certificate", "password")
@@ -39,9 +40,9 @@ def _readable_file(what: str, path: str) -> Path:
 class BrokerSettings:
     """Where the broker is and which identity (user + client certificate) this process presents."""
 
-    url: str                 # amqps://user@host:port/vhost, without password
+    url: str                 # amqps://identity@host:port/vhost, without password
     login: str               # "certificate" (x509 EXTERNAL: the certificate is the identity) or "password"
-    password_file: Path | None   # password login only
+    password_file: Path | None   # password login only: {"user", "password"}, read at every connection
     ca_file: Path
     cert_file: Path
     key_file: Path
@@ -72,7 +73,7 @@ class BrokerSettings:
         login = env("TASKS_BROKER_LOGIN", "{{ cookiecutter.broker_login }}")
         if login not in LOGINS:
             raise errors.ImproperlyConfigured(errors.UNKNOWN_LOGIN.format(value=login))
-        return cls(
+        settings = cls(
             url=url,
             login=login,
             password_file=None if login == "certificate" else _readable_file(
@@ -83,20 +84,26 @@ class BrokerSettings:
             result_backend=backend,
             tls_server_name=env("TLS_SERVER_NAME") or urlsplit(url).hostname or "",
         )
+        if settings.password_file is not None:
+            read_credential(settings.password_file, settings.identity)     # a wrong file fails here, not at login
+        return settings
+
+    @property
+    def identity(self) -> str:
+        """The identity this process logs in as: the URL's user (with password login, the credential file names
+        which of its two broker users, topology.password_users)."""
+        return urlsplit(self.url).username or ""
 
     def connection_url(self) -> str:
-        """The URL Celery connects with. Certificate login: the URL as given (the broker takes the user from the
-        certificate). Password login: the password comes from its file, never from the environment."""
+        """The URL Celery connects with: never a password (password login reads it at each connection, below)."""
+        return self.url
+
+    def authentication(self) -> tuple:
+        """py-amqp's `authentication` (a transport option): none with certificate login (login_method EXTERNAL
+        does it), the credential file's user and password, read at every connection, with password login."""
         if self.password_file is None:
-            return self.url
-        password = self.password_file.read_text(encoding="utf-8").strip()
-        if not password:
-            raise errors.ImproperlyConfigured(errors.EMPTY_CREDENTIAL_FILE.format(path=self.password_file))
-        parts = urlsplit(self.url)
-        netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{parts.hostname}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+            return ()
+        return (PasswordFileLogin(self.password_file, self.identity),)
 
     def ssl_options(self) -> dict:
         """py-amqp TLS options: verify the broker against our CA *and* its host name, present our cert."""

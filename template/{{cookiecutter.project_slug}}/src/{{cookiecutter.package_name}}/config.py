@@ -34,7 +34,8 @@ def build_config(broker: BrokerSettings) -> dict:
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": 100,
         "broker_heartbeat": 30,                               # notice a dead broker within a minute
-        "broker_transport_options": {"confirm_publish": True},  # a publish the broker refused raises
+        # confirm_publish: a publish the broker refused raises; authentication: password login's credential file
+        "broker_transport_options": {"confirm_publish": True, "authentication": broker.authentication()},
         # --- serialization: JSON only, everywhere (pickle/yaml run code on decode) ---
         "accept_content": JSON_ONLY,
         "task_serializer": "json",

@@ -4,7 +4,10 @@ PLAINTEXT_BROKER = "refusing to start: broker URL scheme is {scheme!r}; only 'am
 CREDENTIAL_IN_URL = "refusing to start: the broker URL carries a password; put it in the password file instead"
 MISSING_SETTING = "refusing to start: environment variable {name} is not set"
 MISSING_FILE = "refusing to start: {what} file {path} does not exist or is not readable"
-EMPTY_CREDENTIAL_FILE = "refusing to start: the broker password file {path} is empty"
+MALFORMED_CREDENTIAL_FILE = ('refusing to start: the broker credential file {path} is empty or not a JSON object '
+                             'with a "user" and a "password" (python -m tools.credentials writes it)')
+FOREIGN_CREDENTIAL_FILE = ("refusing to start: the broker credential file {path} is for user {user!r}, not one of "
+                           "{identity}'s {users}")
 UNSAFE_SERIALIZER = "refusing to use serializer {name!r}: only JSON is accepted"
 MISSING_SCHEMA = ("task {name!r} declares no input schema ({reason}); every task must validate its arguments: "
                   "annotate each parameter with a bounded type")

@@ -48,6 +48,12 @@ def user_name(vhost: str, role: str) -> str:
     """The broker user of one role in one vhost: users never span tenants, so neither do their credentials."""
     return f"{vhost}-{role}"
 
+
+def password_users(identity: str) -> tuple[str, str]:
+    """Password login only: the two broker users an identity alternates between (its own name, then `<name>.b`),
+    so that a new password is in place and an old one still works while clients move over (CRED-08)."""
+    return identity, f"{identity}.b"
+
 # Celery's rpc result backend names each client's reply queue after a UUID.
 REPLY_QUEUE_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 

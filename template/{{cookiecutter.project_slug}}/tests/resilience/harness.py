@@ -136,13 +136,15 @@ def write_rig_secrets(secrets_dir: Path, stack: settings.StackSettings) -> None:
     """Passwords for the test vhosts (password login) and a definitions file for them, with the flood vhost's small
     limits."""
     vhosts = list(TEST_VHOSTS)
-    passwords = credentials.ensure_passwords(secrets_dir, vhosts, stack.topology) if stack.passwords else None
+    identities = [stack.topology.user_name(vhost, role) for vhost in vhosts for role in stack.topology.ROLES]
+    passwords = credentials.ensure_credentials(secrets_dir, identities, stack.topology) if stack.passwords else None
     definitions = credentials.build_definitions(vhosts, passwords, stack.topology,
                                                 overrides={v: o for v, o in TEST_VHOSTS.items() if o})
     for permission in definitions["permissions"]:
         # Remote control needs the pidbox exchanges and per-node queues, which production's permissions deny:
         # only the `consumer` test vhost allows them (test_consumer_restart drives consumers through it).
-        if permission["vhost"] == "consumer" and not permission["user"].endswith("-auditor"):
+        auditor = stack.topology.user_name("consumer", "auditor")      # and, with password login, auditor.b
+        if permission["vhost"] == "consumer" and not permission["user"].startswith(auditor):
             permission.update(configure=".*", write=".*", read=".*")
     credentials.write_private_file(secrets_dir / "definitions.json", json.dumps(definitions))
 

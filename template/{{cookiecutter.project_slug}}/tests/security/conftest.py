@@ -45,6 +45,18 @@ def test_pki():
 
 
 @pytest.fixture(scope="session")
+def test_secrets():
+    """A copy of the project's secrets/ (definitions, and passwords with password login) that the test stack mounts
+    instead (PROJECT_SECRETS_DIR): CRED-08 rotates passwords there, never in the project's own."""
+    scratch = ScratchFiles("secrets-")
+    shutil.copytree(PROJECT_DIR / "secrets", scratch.path / "secrets")
+    try:
+        yield scratch.path / "secrets"
+    finally:
+        scratch.remove()
+
+
+@pytest.fixture(scope="session")
 def root():
     """The project's root (key, certificate), for the tests of what only the root can do (TLS-07, TLS-08): from the
     bake's pki-root/, or from PKI_ROOT_DIR once it lives elsewhere (its passphrase file there, or at a prompt)."""
@@ -55,11 +67,12 @@ def root():
 
 
 @pytest.fixture(scope="session")
-def stack(weakening, test_pki):
+def stack(weakening, test_pki, test_secrets):
     overrides = (weakening.override_file(),) if weakening else ()
-    # Tests log in with the copy's pairs too: a pair rotated there is the one they then present.
-    running = stack_under_test(PROJECT_DIR, "security", overrides=overrides, variables={"PKI_DIR": str(test_pki)},
-                               pki_dir=test_pki)
+    # Tests log in with the copies' pairs and passwords too: one rotated there is the one they then present.
+    running = stack_under_test(PROJECT_DIR, "security", overrides=overrides,
+                               variables={"PKI_DIR": str(test_pki), "PROJECT_SECRETS_DIR": str(test_secrets)},
+                               pki_dir=test_pki, secrets_dir=test_secrets)
     try:
         yield running.start()
     finally:

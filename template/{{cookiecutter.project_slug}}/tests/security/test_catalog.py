@@ -37,8 +37,10 @@ def test_every_control_is_weakened_or_says_why_not():
 
 def test_every_declared_weakening_is_implemented_and_every_implemented_one_declared():
     declared = set(catalog.expected_failures(STACK.login, STACK.project_dir))
+    # A weakening of the other login only (singleslot: password rotation) is implemented in every bake.
+    either = {name for login in settings.LOGINS for name in catalog.expected_failures(login, STACK.project_dir)}
     assert sorted(declared - IMPLEMENTED) == [], "named in the catalog's weakened_by, not in tests/security/weakenings.py"
-    assert sorted(IMPLEMENTED - declared) == [], "in tests/security/weakenings.py, named by no control's weakened_by"
+    assert sorted(IMPLEMENTED - either) == [], "in tests/security/weakenings.py, named by no control's weakened_by"
 
 
 def test_the_readmes_controls_table_is_the_catalog():

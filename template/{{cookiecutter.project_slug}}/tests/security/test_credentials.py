@@ -15,7 +15,7 @@ from pika.exceptions import ChannelClosedByBroker, ProbableAccessDeniedError, Pr
 
 from tests.harness.readiness import listed_connections, logs, wait_for_log
 from tls import load_private_key
-from tools import settings
+from tools import credentials, settings
 from tools.broker_client import Endpoint, publish, read_dead_letters, task_exchange, task_message
 
 controls = pytest.mark.controls
@@ -229,10 +229,13 @@ def key_material(path, passphrase: bytes | None = None) -> dict[str, bytes]:
     return {f"{path.name}:{form}": value for form, value in forms.items()}
 
 
-def secrets_of(project_dir) -> dict[str, bytes]:
-    """Every secret of the project: passwords (password login), each private key in every form, and the root's key
-    and passphrase while they are still on this host (until the operator moves them offline)."""
-    found = {path.name: path.read_text().strip().encode() for path in (project_dir / "secrets").glob("*.password")}
+def secrets_of(project_dir, secrets_dir: Path | None = None) -> dict[str, bytes]:
+    """Every secret of the project: passwords (password login: the current and the previous of each identity, also
+    those of a test stack's copy of secrets/), each private key in every form, and the root's key and passphrase
+    while they are still on this host (until the operator moves them offline)."""
+    found = {f"{path.parent.name}/{path.name}": credentials.read_credential(path)[1].encode()
+             for directory in {project_dir / "secrets", secrets_dir or project_dir / "secrets"}
+             for path in [*directory.glob("*.password"), *directory.glob("*.password.previous")]}
     for key in (project_dir / "pki").glob("*.key"):
         found.update(key_material(key))
     root = project_dir / "pki-root"
@@ -270,7 +273,7 @@ def test_the_secret_scan_finds_each_key_in_every_form(record_property):
 @controls("CRED-04")
 def test_no_secret_in_image_layers(stack, record_property):
     client = docker.from_env()
-    secrets = secrets_of(stack.project_dir)
+    secrets = secrets_of(stack.project_dir, stack.endpoint.secrets_dir)
     leaks, scanned = {}, 0
     for image in (stack.stack.images.broker, stack.stack.images.worker):
         container = client.containers.create(image, command=["true"])
@@ -290,7 +293,7 @@ def test_no_secret_in_image_layers(stack, record_property):
 def test_no_secret_in_docker_inspect_or_logs(stack, celery_client, record_property):
     from {{ cookiecutter.package_name }}.tasks.arithmetic import add
     assert add.delay(1, 1).get(timeout=30) == 2   # make sure the logs cover real work
-    secrets = secrets_of(stack.project_dir)
+    secrets = secrets_of(stack.project_dir, stack.endpoint.secrets_dir)
     containers = stack.services()
     for name, container in containers.items():
         container.reload()

@@ -2,23 +2,20 @@
 without downtime (TLS-01..07)."""
 import datetime as dt
 import http.client
-import itertools
 import socket
 import ssl
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from kombu import Connection
 
 from tests.harness.readiness import WORKER_READY, first_log_line_with, listed_connections, logs, wait_until
 from tests.security.probes import (amqp_over_tls, client_context, group_probe, is_loopback, legacy_context,
                                    listeners, listeners_while_running, local_handshake, presented_certificate,
                                    tls_session)
+from tests.security.steady_traffic import SteadyTraffic
 from tls import (bootstrap_pki, create_issuing_ca, create_root_ca, issue_client_certificate, issue_server_certificate,
                  issuer_of, load_certificate, rotate, rotate_issuing_ca, write_client_pair, write_crl)
 from tools.broker_client import publish, task_message
@@ -309,8 +306,7 @@ def test_worker_refuses_a_broker_certificate_for_another_name(stack, vhosts, rec
 
 @controls("TLS-04")
 def test_project_client_connects_to_the_right_name(celery_client, record_property):
-    with Connection(celery_client.conf.broker_url, ssl=celery_client.conf.broker_use_ssl,
-                    login_method=celery_client.conf.broker_login_method, connect_timeout=10) as connection:
+    with celery_client.connection_for_write(connect_timeout=10) as connection:     # the app's own settings
         connection.ensure_connection(max_retries=1)
         assert connection.connected
     record_property("evidence", f"connected with server_hostname={celery_client.conf.broker_use_ssl['server_hostname']}")
@@ -381,58 +377,6 @@ def test_management_ui_is_https_only_or_absent(stack, record_property):
         plain.getresponse().read()
     record_property("evidence", f"HTTPS /api/overview -> {status}; plaintext HTTP to 15671 refused")
     assert status == 401
-
-
-# The rpc result backend names a thread's reply queue after its thread id (Celery's thread_oid), which Python hands
-# to a new thread once the old one has ended, while the ended thread's backend may still consume from that queue: a
-# later thread's results went to that consumer (seen: its every get() timed out). So one long-lived thread sends
-# every test's steady traffic.
-TRAFFIC_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steady-traffic")
-
-
-class SteadyTraffic:
-    """add(n, 1) through the project's Celery client, one after another, each awaited: while it runs, every task
-    sent is either completed (its time kept) or a failure (kept)."""
-
-    def __init__(self, add):
-        self.add, self.stopping = add, threading.Event()
-        self.completed: list[float] = []
-        self.failures: list[str] = []
-        self.running = None
-
-    def start(self) -> None:
-        self.running = TRAFFIC_THREAD.submit(self.run)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.running.result(timeout=60)
-
-    def run(self):
-        number = 0
-        while not self.stopping.is_set():
-            number += 1
-            try:
-                result = self.add.delay(number, 1).get(timeout=30)
-            except Exception as exc:                # noqa: BLE001 - every failure is the evidence
-                self.failures.append(repr(exc))
-                continue
-            if result == number + 1:
-                self.completed.append(time.monotonic())
-            else:
-                self.failures.append(f"add({number}, 1) = {result}")
-
-    def completed_since(self, moment: float) -> int:
-        return sum(done > moment for done in self.completed)
-
-    def wait_for(self, count: int, since: float = 0.0, timeout: float = 60) -> None:
-        """Until `count` tasks have completed after `since`; on timeout the last failures say why."""
-        try:
-            wait_until(lambda: self.completed_since(since) >= count, timeout=timeout, what=f"{count} completed tasks")
-        except AssertionError as late:
-            raise AssertionError(f"{late}; the last failures: {self.failures[-3:]}") from None
-
-    def longest_gap(self) -> float:
-        return max((later - earlier for earlier, later in itertools.pairwise(self.completed)), default=0.0)
 
 
 @controls("TLS-07")

@@ -21,7 +21,7 @@ from celery.utils.saferepr import saferepr
 from kombu.serialization import register_pickle, registry
 
 from tests.harness.scratch import ScratchFiles, broker_config_swapped
-from tools import catalog, settings
+from tools import catalog, credentials, settings
 from tools.credentials import HASHING_ALGORITHM, rabbitmq_password_hash
 
 ENVIRONMENT_VARIABLE = "SECURITY_SUITE_WEAKEN"
@@ -210,9 +210,14 @@ def producer_without_redaction(patches: pytest.MonkeyPatch, stack: settings.Stac
                     lambda schema, args, kwargs: {"argsrepr": saferepr(args), "kwargsrepr": saferepr(kwargs)})
 
 
+def rotate_one_password(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:
+    """The usual password rotation: one user per identity, whose password changes at once (no second user)."""
+    patches.setattr(credentials, "other_user", lambda users, current: current)
+
+
 CLIENT_PATCHES: dict[str, Callable[[pytest.MonkeyPatch, settings.StackSettings], None]] = {
     "renamedrotation": rotate_by_rename, "pickleproducer": producer_with_pickle,
-    "noredaction": producer_without_redaction}
+    "noredaction": producer_without_redaction, "singleslot": rotate_one_password}
 # The usual shortcut: a worker's credential handed over in its environment, not only in its secret file (the
 # private key with certificate login, the password with password login).
 ENVIRONMENT_SECRETS = {"envsecret"}
@@ -265,7 +270,8 @@ class Weakening:
                     worker = {"environment": {"TLS_CLIENT_KEY_PEM": (self.stack.project_dir / "pki"
                                                                      / f"{identity}.key").read_text()}}
                 else:
-                    password = (self.stack.project_dir / "secrets" / f"{identity}.password").read_text().strip()
+                    _, password = credentials.read_credential(
+                        credentials.password_path(self.stack.project_dir / "secrets", identity))
                     worker = {"environment": {"TASKS_BROKER_PASSWORD": password}}
             if worker:
                 services[self.stack.worker_service(vhost)] = worker

@@ -4,7 +4,7 @@ import pytest
 
 from tests.unit.unit_app import FILES
 
-(FILES / "broker_password").write_text("unit-test-password\n")
+(FILES / "broker_password").write_text('{"user": "unit-producer", "password": "unit-test-password"}\n')
 UNIT_ENVIRONMENT = {
     "TASKS_BROKER_URL": "amqps://unit-producer@{{ cookiecutter.broker_host }}:5671/unit",
     "SECRETS_DIR": str(FILES),

@@ -2,6 +2,7 @@
 import ssl
 
 import pytest
+from amqp.sasl import AMQPLAIN
 
 from {{ cookiecutter.package_name }} import errors
 from {{ cookiecutter.package_name }}.broker_settings import BrokerSettings
@@ -26,11 +27,30 @@ def test_certificate_login_sends_no_password(monkeypatch):
     assert settings.connection_url() == "amqps://unit-producer@{{ cookiecutter.broker_host }}:5671/unit"
 
 
-def test_password_login_reads_the_password_from_its_file(monkeypatch):
+def test_password_login_reads_its_file_at_every_connection(monkeypatch, tmp_path):
+    """The URL never carries the password; the login mechanism reads user and password from the credential file each
+    time a connection starts, so a rotated file (CRED-08) is used from the next connection on."""
+    credential = tmp_path / "broker_password"
+    credential.write_text('{"user": "unit-producer", "password": "first"}')
+    monkeypatch.setenv("TASKS_BROKER_PASSWORD_FILE", str(credential))
     monkeypatch.setenv("TASKS_BROKER_LOGIN", "password")
     settings = BrokerSettings.from_env()
     assert settings.login_method == "AMQPLAIN"
-    assert settings.connection_url() == "amqps://unit-producer:unit-test-password@{{ cookiecutter.broker_host }}:5671/unit"
+    assert settings.connection_url() == "amqps://unit-producer@{{ cookiecutter.broker_host }}:5671/unit"
+    (login,) = settings.authentication()
+    assert login.mechanism == b"AMQPLAIN"
+    assert login.start(None) == AMQPLAIN("unit-producer", "first").start(None)
+    credential.write_text('{"user": "unit-producer.b", "password": "second"}')
+    assert login.start(None) == AMQPLAIN("unit-producer.b", "second").start(None)
+
+
+def test_a_credential_file_of_another_identity_is_refused(monkeypatch, tmp_path):
+    credential = tmp_path / "broker_password"
+    credential.write_text('{"user": "unit-worker", "password": "its-password"}')
+    monkeypatch.setenv("TASKS_BROKER_PASSWORD_FILE", str(credential))
+    monkeypatch.setenv("TASKS_BROKER_LOGIN", "password")
+    with pytest.raises(errors.ImproperlyConfigured, match="is for user 'unit-worker', not one of unit-producer's"):
+        BrokerSettings.from_env()
 
 
 def test_unknown_login_is_refused(monkeypatch):
@@ -64,17 +84,19 @@ def test_missing_broker_url_is_refused(monkeypatch):
         BrokerSettings.from_env()
 
 
-def test_empty_password_file_is_refused(monkeypatch, tmp_path):
-    empty = tmp_path / "password"
-    empty.write_text("\n")
-    monkeypatch.setenv("TASKS_BROKER_PASSWORD_FILE", str(empty))
+@pytest.mark.parametrize("content", ["\n", "a-bare-password\n", '{"user": "unit-producer"}', '{"user": "unit-producer", "password": ""}'])
+def test_an_empty_or_malformed_credential_file_is_refused(monkeypatch, tmp_path, content):
+    credential = tmp_path / "password"
+    credential.write_text(content)
+    monkeypatch.setenv("TASKS_BROKER_PASSWORD_FILE", str(credential))
     monkeypatch.setenv("TASKS_BROKER_LOGIN", "password")
-    with pytest.raises(errors.ImproperlyConfigured, match="is empty"):
-        BrokerSettings.from_env().connection_url()
+    monkeypatch.setattr("{{ cookiecutter.package_name }}.password_login.READ_PAUSE_SECONDS", 0)
+    with pytest.raises(errors.ImproperlyConfigured, match="is empty or not a JSON object"):
+        BrokerSettings.from_env()
 
 
 def test_server_name_override_for_loopback_access(monkeypatch):
-    monkeypatch.setenv("TASKS_BROKER_URL", "amqps://u@127.0.0.1:5671/v")
+    monkeypatch.setenv("TASKS_BROKER_URL", "amqps://unit-producer@127.0.0.1:5671/v")
     monkeypatch.setenv("TLS_SERVER_NAME", "{{ cookiecutter.broker_host }}")
     assert BrokerSettings.from_env().ssl_options()["server_hostname"] == "{{ cookiecutter.broker_host }}"
 

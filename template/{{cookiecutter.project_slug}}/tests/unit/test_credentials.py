@@ -22,13 +22,17 @@ def test_password_hash_matches_rabbitmq_format():
     assert raw[4:] == hashlib.sha256(b"\x01\x02\x03\x04" + b"s3cret").digest()
 
 
-def test_baked_definitions_have_no_guest_and_one_user_per_vhost_and_role():
+def test_baked_definitions_have_no_guest_and_one_identity_per_vhost_and_role():
+    """One user per vhost and role; with password login, its two users (CRED-08), the second without a password
+    until the first rotation."""
+    stack = settings.load(PROJECT)
     definitions = json.loads((PROJECT / "secrets" / "definitions.json").read_text())
     names = {user["name"] for user in definitions["users"]}
     assert "guest" not in names
     vhosts = [vhost["name"] for vhost in definitions["vhosts"]]
     assert "/" not in vhosts
-    assert names == {f"{v}-{r}" for v in vhosts for r in ("worker", "producer", "auditor")}
+    identities = {f"{v}-{r}" for v in vhosts for r in ("worker", "producer", "auditor")}
+    assert names == (identities | {f"{identity}.b" for identity in identities} if stack.passwords else identities)
     for permission in definitions["permissions"]:
         assert permission["user"].startswith(permission["vhost"] + "-")
 
@@ -40,14 +44,47 @@ def test_baked_credentials_match_the_login():
     users = json.loads((PROJECT / "secrets" / "definitions.json").read_text())["users"]
     files = {path.stem for path in (PROJECT / "secrets").glob("*.password")}
     if stack.passwords:
-        assert files == set(stack.identities) and all(user["password_hash"] for user in users)
+        hashed = {user["name"] for user in users if user["password_hash"]}
+        assert files == set(stack.identities) and hashed == set(stack.identities)
         passwords_are_long_random_and_private(sorted((PROJECT / "secrets").glob("*.password")))
     else:
         assert files == set() and [user["password_hash"] for user in users] == [""] * len(stack.identities)
 
 
+def test_rotation_alternates_users_and_keeps_the_previous_password_until_the_next(tmp_path, monkeypatch):
+    """CRED-08 on a copy of secrets/: each rotation moves the identity to its other user with a new password; the
+    one it replaces stays in the definitions (hashed) until the next rotation, which retires it."""
+    stack = settings.load(PROJECT)
+    if not stack.passwords:
+        with pytest.raises(credentials.CredentialError, match="there is no password to rotate"):
+            credentials.rotate(PROJECT, stack.identities[0], tmp_path)
+        return
+    monkeypatch.setattr(file_access, "grant_from_compose_file", lambda project_dir: {})
+    secrets_dir = tmp_path / "secrets"
+    credentials.generate(PROJECT, secrets_dir)
+    identity = stack.identities[0]
+    first, second = stack.topology.password_users(identity)
+    seen = [credentials.read_credential(credentials.password_path(secrets_dir, identity))]
+    for expected in ((second, first), (first, second)):
+        assert credentials.rotate(PROJECT, identity, secrets_dir) == expected
+        seen.append(credentials.read_credential(credentials.password_path(secrets_dir, identity)))
+        assert credentials.read_credential(credentials.previous_path(secrets_dir, identity)) == seen[-2]
+    users = {user["name"]: user["password_hash"] for user in
+             json.loads((secrets_dir / "definitions.json").read_text())["users"]}
+    valid = {(user, password) for user, password in seen if hash_matches(users[user], password)}
+    assert [user for user, _ in seen] == [first, second, first]
+    assert valid == set(seen[1:]), "the two latest passwords log in, the baked one no longer"
+    with pytest.raises(credentials.CredentialError, match="is not an identity of this stack"):
+        credentials.rotate(PROJECT, "someone-else", secrets_dir)
+
+
+def hash_matches(encoded: str, password: str) -> bool:
+    raw = base64.b64decode(encoded) if encoded else b""
+    return bool(raw) and credentials.rabbitmq_password_hash(password, salt=raw[:4]) == encoded
+
+
 def passwords_are_long_random_and_private(files: list[Path]) -> None:
-    passwords = [path.read_text().strip() for path in files]
+    passwords = [credentials.read_credential(path)[1] for path in files]
     assert len(set(passwords)) == len(passwords)
     assert all(len(password) >= 32 for password in passwords)
     uid = settings.load(PROJECT).worker_uid

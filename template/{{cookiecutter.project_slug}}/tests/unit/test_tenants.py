@@ -37,7 +37,7 @@ def test_compose_file_and_definitions_agree_with_stack_toml():
         service for vhost in stack.vhosts for service in (stack.worker_service(vhost), stack.producer_service(vhost))}
     definitions = json.loads((PROJECT / "secrets" / "definitions.json").read_text())
     assert [vhost["name"] for vhost in definitions["vhosts"]] == list(stack.vhosts)
-    assert [user["name"] for user in definitions["users"]] == stack.identities
+    assert [user["name"] for user in definitions["users"]] == stack.broker_users
 
 
 def test_a_hand_edit_inside_the_generated_block_is_reported(copy):
@@ -68,7 +68,9 @@ def test_add_then_remove_a_tenant_in_one_command_each(copy):
     assert tenants.main(["--project-dir", str(copy), "remove", "support"]) == 0
     after = snapshot(copy)
     assert after["stack.toml"] == before["stack.toml"] and after["compose.yaml"] == before["compose.yaml"]
-    assert {user["name"] for user in json.loads(after["secrets/definitions.json"])["users"]} == set(stack.identities[:-3])
+    support_users = 6 if stack.passwords else 3       # with password login each identity has two users
+    assert {user["name"] for user in json.loads(after["secrets/definitions.json"])["users"]} == \
+        set(stack.broker_users[:-support_users])
     # Its passwords deleted; its certificates revoked (archived, the CRL the broker reads lists them).
     assert not list((copy / "secrets").glob("support-*")) and not list((copy / "pki").glob("support-*"))
     assert len(list((copy / "pki" / "archive").rglob("support-*.crt"))) == 3
