@@ -16,7 +16,7 @@ VARIANTS = {
     "one-vhost": {"vhosts": "solo"},
     "three-vhosts": {"vhosts": "alpha,beta-2,gamma"},
     "management-https": {"management_ui": "https"},
-    "password-login": {"broker_login": "password"},
+    "password-login": {"broker_login": "password", "broker_metrics": "off"},
     "no-results": {"result_backend": "none"},
     "egress-allowed": {"worker_egress": "allowed"},
     "unusual-names": {"project_name": "Zürich Payments Ops", "project_slug": "zh-pay-2",
@@ -63,6 +63,8 @@ def test_keys_and_passwords_are_private_but_readable_by_their_container_user(bak
     vhosts = answers.get("vhosts", "billing,analytics").split(",")
     readers = {"pki/broker.key": {999}, "pki/issuing-ca.key": set(), "pki-root/ca.key": set(),
                "pki-root/passphrase": set(), "secrets/definitions.json": {999}}
+    if answers.get("broker_metrics", "tls") == "tls":
+        readers["pki/monitoring.key"] = set()      # the metrics scraper's: no container of the stack mounts it
     for vhost in vhosts:
         # One key per identity, readable by the one container that is that identity (auditors are people).
         for role, reader in (("worker", {uid}), ("producer", {uid}), ("auditor", set())):
@@ -117,6 +119,8 @@ def test_stack_toml_matches_the_answers(baked):
     assert stack["workers"]["vhosts"] == answers.get("vhosts", "billing,analytics").split(",")
     assert stack["broker"]["management"] == answers.get("management_ui", "off")
     assert stack["broker"]["login"] == answers.get("broker_login", "certificate")
+    assert stack["broker"]["metrics"] == answers.get("broker_metrics", "tls")
+    assert (project / "monitoring" / "alerts.yml").exists() == (stack["broker"]["metrics"] == "tls")
 
 
 def test_baked_unit_and_static_tests_pass(baked):

@@ -50,10 +50,11 @@ def test_compose_demo_runs_a_task_and_refuses_attacks(baked_defaults):
 
 
 def test_password_management_and_egress_variant_passes_its_security_suite(tmp_path_factory):
-    # The non-default options in one live run (each changes what the suite checks: password login, port 15671 HTTPS
-    # only, workers with a route out). Same slug as the defaults on purpose: the offline stand-in images are reused.
+    # The non-default options in one live run (each changes what the suite checks: password login, no metrics
+    # listener, port 15671 HTTPS only, workers with a route out). Same slug as the defaults on purpose: the offline
+    # stand-in images are reused.
     project = bake(tmp_path_factory.mktemp("live-variant"), broker_login="password", management_ui="https",
-                   worker_egress="allowed")
+                   worker_egress="allowed", broker_metrics="off")
     result = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/security",
                     timeout=1500)
     print(result.stdout[-3000:])

@@ -28,7 +28,7 @@ def copy_shared_sources():
 
 def make_pki():
     """The root (its key to pki-root/), the issuing CA, the broker's certificate and one client certificate per
-    broker user (stack.toml x roles)."""
+    broker user (stack.toml x roles), plus the metrics scraper's (broker_metrics = tls)."""
     sys.path.insert(0, str(PROJECT))
     try:
         from tls import PKIError, bootstrap_pki
@@ -37,11 +37,17 @@ def make_pki():
              "run: pip install cryptography")
     from tools import settings
     try:
-        bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=settings.load(PROJECT).identities,
+        bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=settings.load(PROJECT).client_certificates,
                       ca_common_name={{ (cookiecutter.project_name ~ " CA") | tojson }})
     except PKIError as exc:
         fail(f"could not create the project's PKI: {exc}")
     os.chmod(PROJECT / "pki", 0o700)   # compose bind-mounts single files; nobody needs to list the dir
+
+
+def drop_unused_monitoring():
+    """monitoring/ (Prometheus scrape config and alert rules) only where the broker serves metrics."""
+    if {{ cookiecutter.broker_metrics | tojson }} != "tls":
+        shutil.rmtree(PROJECT / "monitoring")
 
 
 def write_tenant_services():
@@ -79,6 +85,7 @@ def print_next_steps():
 if __name__ == "__main__":
     copy_shared_sources()
     make_pki()
+    drop_unused_monitoring()
     write_tenant_services()
     write_controls_table()
     make_credentials()

@@ -10,6 +10,7 @@ from types import ModuleType
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 LOGINS = ("certificate", "password")
+METRICS_SCRAPER = "monitoring"    # the client certificate (pki/monitoring.crt) a Prometheus scrapes with (MON-01)
 
 
 class SettingsError(ValueError):
@@ -35,6 +36,7 @@ class StackSettings:
     broker_uid: int
     broker_gid: int
     management: str        # "off" or "https"
+    metrics: str           # "tls" (Prometheus over mutual TLS, 15691) or "off"
     login: str             # "certificate" (x509 EXTERNAL, no passwords) or "password" (PLAIN over mutual TLS)
     worker_uid: int
     worker_gid: int
@@ -59,6 +61,18 @@ class StackSettings:
         """Every broker user of the stack; each has its own client certificate, pki/<user>.crt, whose subject is
         the user name (one leaked or revoked key is one identity's, not every tenant's)."""
         return [self.topology.user_name(vhost, role) for vhost in self.vhosts for role in self.topology.ROLES]
+
+    @property
+    def tls_ports(self) -> set[int]:
+        """The broker's ports, every one TLS: AMQPS, and the management UI's and the metrics' where baked in."""
+        return ({5671} | ({15671} if self.management == "https" else set())
+                | ({15691} if self.metrics == "tls" else set()))
+
+    @property
+    def client_certificates(self) -> list[str]:
+        """Every client certificate the bake issues: the identities', and the metrics scraper's, which is no broker
+        user (it reads the broker's HTTPS metrics endpoint, nothing else)."""
+        return [*self.identities, *([METRICS_SCRAPER] if self.metrics == "tls" else [])]
 
     @property
     def broker_users(self) -> list[str]:
@@ -116,6 +130,7 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         broker_uid=int(get("broker", "uid")),
         broker_gid=int(get("broker", "gid")),
         management=get("broker", "management"),
+        metrics=get("broker", "metrics"),
         login=login,
         worker_uid=int(get("workers", "uid")),
         worker_gid=int(get("workers", "gid")),

@@ -48,6 +48,7 @@ class StackUnderTest:
     project: ComposeProject
     broker_port: int
     management_port: int
+    metrics_port: int
     secrets_dir: Path | None = None                 # passwords of the users tests log in as (default secrets/)
     pki_dir: Path | None = None                     # their certificates and keys (default pki/)
     one_offs: list = field(default_factory=list)    # containers started by run_one_off, removed by stop()
@@ -138,9 +139,10 @@ def stack_under_test(project_dir: Path, purpose: str, overrides: tuple[Path, ...
                          "(it becomes part of a compose project name)")
     images.build_images(project_dir)
     stack = settings.load(project_dir)
-    ports = {"BROKER_TLS_PORT": str(free_loopback_port()), "MANAGEMENT_PORT": str(free_loopback_port())}
+    ports = {name: str(free_loopback_port()) for name in ("BROKER_TLS_PORT", "MANAGEMENT_PORT", "METRICS_PORT")}
     files = (stack.project_dir / "compose.yaml", *overrides)
     name = f"{stack.project}-test-{purpose}" + (f"-{label}" if label else "")
     project = ComposeProject(stack.project_dir, name, files, {**ports, **(variables or {})})
     return StackUnderTest(stack, project, int(ports["BROKER_TLS_PORT"]), int(ports["MANAGEMENT_PORT"]),
+                          int(ports["METRICS_PORT"]),
                           secrets_dir=secrets_dir, pki_dir=pki_dir)

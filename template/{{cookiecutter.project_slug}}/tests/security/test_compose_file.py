@@ -29,7 +29,7 @@ def test_only_the_tls_ports_are_published_and_only_on_loopback(model, stack, rec
     published = [(name, port.get("host_ip"), port["target"]) for name, service in model["services"].items()
                  for port in service.get("ports", [])]
     record_property("evidence", f"published: {published}")
-    expected = [("broker", "127.0.0.1", 5671)] + ([("broker", "127.0.0.1", 15671)] if stack.management == "https" else [])
+    expected = [("broker", "127.0.0.1", port) for port in stack.tls_ports]
     assert sorted(published) == sorted(expected)
 
 
