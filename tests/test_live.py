@@ -16,10 +16,17 @@ def baked_defaults(tmp_path_factory):
     return bake(tmp_path_factory.mktemp("live"))
 
 
-def security_modules_of(project: Path, control: str) -> list[str]:
-    """The baked security suite's modules with a test marked for `control`."""
-    return [str(path.relative_to(project)) for path in sorted((project / "tests" / "security").glob("test_*.py"))
-            if f'controls("{control}"' in path.read_text()]
+def security_modules_of(project: Path, controls: set[str]) -> list[str]:
+    """The baked security suite's modules with a test marked for any of `controls` (the project's own catalog
+    tooling reads the markers)."""
+    result = run_in(project, sys.executable, "-c", "import json; from tools.catalog import tests_of; "
+                    "print(json.dumps(tests_of()))")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    modules = sorted({f"tests/{path}" for control in controls for path in found.get(control, [])
+                      if path.startswith("security/")})
+    assert modules, f"no security test names {sorted(controls)}"
+    return modules
 
 
 def test_baked_resilience_suite_and_full_fuzzing_pass(baked_defaults):
@@ -69,7 +76,7 @@ def test_password_management_and_egress_variant_passes_its_security_suite(tmp_pa
     # The weakenings that exist only with password login, each run once here (the default bake's weakened runs,
     # tests/test_weakened.py, cannot): their controls' own test module, under the weakening, must fail.
     for name, failing in password_login_only_weakenings().items():
-        modules = sorted({path for control in failing for path in security_modules_of(project, control)})
+        modules = security_modules_of(project, failing)
         weakened = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules,
                           timeout=900, SECURITY_SUITE_WEAKEN=name, TEST_STACK_LABEL=name)
         print(weakened.stdout[-1500:])

@@ -2,7 +2,7 @@
 control tested beside them still passes.
 
 Each run runs the security modules that hold the weakened controls' tests (a module covers a family: test_tls.py
-all of TLS-01..08, test_credentials.py CRED-01..07), not the whole suite: that keeps the 34 runs inside CI's time
+all of TLS-01..08, test_credentials.py CRED-01..07), not the whole suite: that keeps the runs inside CI's time
 budget. WEAKENED_FULL_SUITE=1 runs the whole suite every time, so that no other control in any module may fail.
 
 The weakenings are the baked project's own (tests/security/weakenings.py), of two kinds: an override of the
@@ -78,6 +78,9 @@ def edit_files(project: Path, edits: list[tuple[str, str, str]]) -> None:
 def run_suite(project: Path, label: str, modules: list[str], **env) -> Run:
     """Run the security suite's `modules` (the whole suite with WEAKENED_FULL_SUITE=1) under its own compose project;
     the failing controls, the report and the output's tail."""
+    # An empty list would let pytest fall back to its testpaths (the whole project): a weakening must name controls
+    # with tests in the security suite.
+    assert modules, f"{label}: its controls have no test in tests/security"
     paths = ["tests/security"] if os.environ.get(FULL_SUITE) == "1" else [f"tests/{module}" for module in modules]
     result = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths,
                     timeout=1800, TEST_STACK_LABEL=label, **env)

@@ -3,11 +3,13 @@
 With certificate login (the default) users have no password at all: the broker takes the user name from the client
 certificate (x509 EXTERNAL), and a user without a password hash cannot log in any other way.
 
-With password login each identity has two broker users (topology.password_users) and rotates between them (CRED-08):
-`rotate <identity>` gives the user not in use a new password and hands it to the identity's clients, whose next
-connection uses it, while the password they had stays valid until the rotation after; that one retires it.
-secrets/<identity>.password holds the current user and password (mounted into the identity's containers, read at
-every connection); secrets/<identity>.password.previous the one before (host only, for the broker's definitions)."""
+With password login each identity has two broker users (topology.password_users) and rotates between them (CRED-08),
+in two steps so that the credential its clients read always works: `rotate <identity>` gives the user not in use a
+new password in the definitions (the broker learns it at `broker-boot reconcile`), and `activate <identity>` then
+hands it to the identity's clients, whose next connection uses it; the password they had stays valid until the next
+rotation retires it. secrets/<identity>.password holds the current user and password (mounted into the identity's
+containers, read at every connection); .password.next the staged one and .password.previous the one before (host
+only, for the broker's definitions)."""
 import argparse
 import base64
 import hashlib
@@ -47,6 +49,11 @@ def previous_path(secrets_dir: Path, identity: str) -> Path:
     return secrets_dir / f"{identity}.password.previous"
 
 
+def staged_path(secrets_dir: Path, identity: str) -> Path:
+    """The credential `rotate` made and `activate` hands over: known to the broker first, mounted nowhere."""
+    return secrets_dir / f"{identity}.password.next"
+
+
 def credential_text(user: str, password: str) -> str:
     """The credential file's content (read by src/<package>/password_login.py at every connection)."""
     return json.dumps({"user": user, "password": password}) + "\n"
@@ -60,6 +67,14 @@ def read_credential(path: Path) -> tuple[str, str]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CredentialError(f"{path} is not a credential file of this project ({exc}); "
                               "`python -m tools.credentials generate` writes a new one if you delete it") from None
+
+
+def upgrade_legacy(path: Path, user: str) -> None:
+    """A password file from before CRED-08 (the password alone, on one line) becomes the credential of the
+    identity's first user, in place (its read grant stays)."""
+    text = path.read_text(encoding="utf-8").strip()
+    if text and not text.startswith("{") and "\n" not in text:
+        write_private_file(path, credential_text(user, text))
 
 
 def write_private_file(path: Path, content: str) -> None:
@@ -94,7 +109,9 @@ def ensure_credentials(secrets_dir: Path, identities: Sequence[str], topology) -
         if not current.exists():
             write_private_file(current, credential_text(topology.password_users(identity)[0],
                                                         secrets.token_urlsafe(PASSWORD_BYTES)))
-        for path in (previous_path(secrets_dir, identity), current):    # the current one last: it wins
+        upgrade_legacy(current, topology.password_users(identity)[0])
+        # Oldest first, so that a user's newest password wins: the staged one retires what its user had before.
+        for path in (previous_path(secrets_dir, identity), current, staged_path(secrets_dir, identity)):
             if path.exists():
                 user, password = read_credential(path)
                 passwords[user] = password
@@ -181,9 +198,9 @@ def other_user(users: tuple[str, str], current: str) -> str:
     return users[1] if current == users[0] else users[0]
 
 
-def rotate(project_dir: Path, identity: str, secrets_dir: Path | None = None) -> tuple[str, str]:
-    """Give `identity`'s user not in use a new password, make it the current credential, keep the one it replaces
-    valid until the next rotation, and rewrite definitions.json. Returns (the new user, the user it replaced)."""
+def identity_credential(project_dir: Path, identity: str, secrets_dir: Path | None) -> tuple[settings.StackSettings,
+                                                                                               Path, Path]:
+    """(stack, secrets dir, current credential file) of one identity of a password-login stack, or a clear error."""
     stack = settings.load(project_dir)
     if not stack.passwords:
         raise CredentialError("this stack logs in with certificates: there is no password to rotate (rotate the "
@@ -194,43 +211,72 @@ def rotate(project_dir: Path, identity: str, secrets_dir: Path | None = None) ->
     current = password_path(secrets_dir, identity)
     if not current.exists():
         raise CredentialError(f"{current} does not exist: run `python -m tools.credentials generate` first")
+    return stack, secrets_dir, current
+
+
+def rotate(project_dir: Path, identity: str, secrets_dir: Path | None = None) -> tuple[str, str]:
+    """Step 1: give `identity`'s user not in use a new password, in definitions.json and staged for `activate`; the
+    current credential is untouched. Returns (the user staged, the user in use)."""
+    stack, secrets_dir, current = identity_credential(project_dir, identity, secrets_dir)
     user, _ = read_credential(current)
     new_user = other_user(stack.topology.password_users(identity), user)
-    # The previous file first: if this stops halfway, the broker still knows every password a client holds.
-    write_private_file(previous_path(secrets_dir, identity), current.read_text(encoding="utf-8"))
-    write_private_file(current, credential_text(new_user, secrets.token_urlsafe(PASSWORD_BYTES)))
+    write_private_file(staged_path(secrets_dir, identity),
+                       credential_text(new_user, secrets.token_urlsafe(PASSWORD_BYTES)))
     generate(stack.project_dir, secrets_dir)
+    return new_user, user
+
+
+def activate(project_dir: Path, identity: str, secrets_dir: Path | None = None) -> tuple[str, str]:
+    """Step 2, once the broker knows the staged password: it becomes the current credential (rewritten in place, so
+    the mounted file changes under running clients) and the current one the previous, valid until the next
+    rotation. Returns (the user now in use, the user before)."""
+    stack, secrets_dir, current = identity_credential(project_dir, identity, secrets_dir)
+    staged = staged_path(secrets_dir, identity)
+    if not staged.exists():
+        raise CredentialError(f"nothing staged for {identity}: run `python -m tools.credentials rotate {identity}`, "
+                              "then `broker-boot reconcile`, first")
+    new_user, _ = read_credential(staged)
+    user, _ = read_credential(current)
+    if staged.read_text(encoding="utf-8") != current.read_text(encoding="utf-8"):   # not already handed over
+        write_private_file(previous_path(secrets_dir, identity), current.read_text(encoding="utf-8"))
+        write_private_file(current, staged.read_text(encoding="utf-8"))
+    staged.unlink()
+    generate(stack.project_dir, secrets_dir)       # the same passwords: the broker needs no reconcile for this
     return new_user, user
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.credentials", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["generate", "rotate"],
+    parser.add_argument("command", choices=["generate", "rotate", "activate"],
                         help="generate: create missing passwords (password login), rewrite definitions; "
-                             "rotate: a new password for one identity (password login)")
-    parser.add_argument("identity", nargs="?", help="rotate: the identity (<vhost>-<role>)")
+                             "rotate: stage a new password for one identity; activate: hand it to its clients")
+    parser.add_argument("identity", nargs="?", help="rotate, activate: the identity (<vhost>-<role>)")
     parser.add_argument("--project-dir", type=Path, default=settings.PROJECT_DIR)
     args = parser.parse_args(argv)
-    if (args.command == "rotate") != (args.identity is not None):
-        parser.error("rotate takes one identity (<vhost>-<role>); generate takes none")
+    if (args.command == "generate") != (args.identity is None):
+        parser.error("rotate and activate take one identity (<vhost>-<role>); generate takes none")
     try:
         stack = settings.load(args.project_dir)
         if args.command == "generate":
             path = generate(args.project_dir)
             kept = f"passwords kept in {path.parent}, mode 0600" if stack.passwords else "certificate login: no passwords"
             print(f"wrote {path} ({kept})")
-            return 0
-        new_user, replaced = rotate(args.project_dir, args.identity)
+        elif args.command == "rotate":
+            staged, in_use = rotate(args.project_dir, args.identity)
+            print(f"{staged} has a new password in the definitions; {args.identity}'s clients still use {in_use}'s. "
+                  "Next, with no restart:\n"
+                  "  docker compose exec broker broker-boot reconcile\n"
+                  f"  docker compose exec broker rabbitmqctl close_all_user_connections {staged} 'password rotated'\n"
+                  f"  python -m tools.credentials activate {args.identity}")
+        else:
+            in_use, before = activate(args.project_dir, args.identity)
+            print(f"{args.identity}'s clients use {in_use} from their next connection; {before}'s password stays "
+                  "valid until the next rotation. To move them now: "
+                  f"docker compose exec broker rabbitmqctl close_all_user_connections {before} 'password rotated'")
     except (settings.SettingsError, file_access.AccessError, CredentialError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.identity} now logs in as {new_user} with a new password; {replaced}'s stays valid until the next "
-          "rotation. Next, with no restart:\n"
-          "  docker compose exec broker broker-boot reconcile\n"
-          f"  docker compose exec broker rabbitmqctl close_all_user_connections {new_user} 'password rotated'\n"
-          f"The clients of {args.identity} use the new password from their next connection; close {replaced}'s "
-          "connections too to move them now.")
     return 0
 
 

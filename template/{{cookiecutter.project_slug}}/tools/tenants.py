@@ -230,6 +230,7 @@ def remove(project_dir: Path, vhost: str) -> list[str]:
     for identity in identities(stack, vhost):
         credentials.password_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
         credentials.previous_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
+        credentials.staged_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
     credentials.generate(project_dir)
     return [f"docker compose up -d --remove-orphans   # stops {stack.worker_service(vhost)}",
             "docker compose exec broker broker-boot reconcile   # deletes its users, closing their connections",
@@ -262,7 +263,8 @@ def main(argv=None) -> int:
             return 0
         steps = add(args.project_dir, args.vhost, args.priority) if args.command == "add" else \
             remove(args.project_dir, args.vhost)
-    except (ValueError, file_access.AccessError) as exc:   # TenantError, SettingsError, the PKI's PKIError
+    except (ValueError, file_access.AccessError, credentials.CredentialError) as exc:   # TenantError, SettingsError,
+        # the PKI's PKIError, an unreadable credential file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{'added' if args.command == 'add' else 'removed'} tenant {args.vhost}: stack.toml, compose.yaml, "

@@ -1,4 +1,5 @@
 """Low-level probes the security tests use: raw TLS handshakes, key-exchange groups, listener tables, /proc."""
+import datetime as dt
 import socket
 import ssl
 import threading
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from tls import issuer_of, write_client_pair, write_crl
 from tools.broker_client import Endpoint
 
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -31,6 +33,27 @@ def amqp_over_tls(port: int, context: ssl.SSLContext, server_name: str,
                 return False, f"connection closed without AMQP reply ({reply!r})"
     except (ssl.SSLError, OSError) as exc:
         return False, f"{type(exc).__name__}: {exc}"
+
+
+def throwaway_client(pki: Path, directory: Path, name: str,
+                     not_valid_before: dt.datetime | None = None) -> tuple[x509.Certificate, ssl.SSLContext]:
+    """A fresh client certificate from the project CA (files in `directory`), and a context that presents it.
+    Valid for a day: its key outlives the test in pytest's kept temporary directories."""
+    cert = write_client_pair(pki, "producer", directory, valid_days=1, not_valid_before=not_valid_before,
+                             file_stem=name)
+    return cert, pair_context(pki, directory, name)
+
+
+def pair_context(ca_dir: Path, pair_dir: Path, name: str) -> ssl.SSLContext:
+    """A client context that trusts ca_dir's CA and presents the pair `name` in pair_dir."""
+    context = ssl.create_default_context(cafile=str(ca_dir / "ca.crt"))
+    context.load_cert_chain(str(pair_dir / f"{name}.crt"), str(pair_dir / f"{name}.key"))
+    return context
+
+
+def revoke_for_the_test_stack(test_pki: Path, cert: x509.Certificate) -> None:
+    """Revoke `cert` in the CRL the test stack's broker reads (in its copy of pki/), with the PKI tooling."""
+    write_crl(test_pki, *issuer_of(test_pki, cert), [cert])   # its own issuer's list, whichever CA is current
 
 
 def presented_certificate(port: int, context: ssl.SSLContext, server_name: str) -> x509.Certificate:

@@ -1,8 +1,8 @@
 """Broker metrics only over mutual TLS (MON-01).
 
-With `broker_metrics = tls` RabbitMQ's Prometheus endpoint listens on 15691 over HTTPS alone, and only for a client
-certificate of the project CA (the scraper's, pki/monitoring.crt, which is no broker user): metrics name every
-tenant's queues and their load. The shipped alert rules (monitoring/alerts.yml) are checked against a live scrape,
+With `broker_metrics = tls` RabbitMQ's Prometheus endpoint listens on 15691 over HTTPS alone, and only for an
+unrevoked client certificate of the project CA (the scraper's, pki/monitoring.crt, which is no broker user): metrics
+name every tenant's queues and their load. The shipped alert rules (monitoring/alerts.yml) are checked against a live scrape,
 so that none of them watches a metric the broker does not have. With `broker_metrics = off` there is no listener."""
 import http.client
 import re
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.probes import listeners
+from tests.security.probes import listeners, revoke_for_the_test_stack, throwaway_client
 from tls import bootstrap_pki
 from tools.broker_client import Endpoint
 from tools.settings import METRICS_SCRAPER
@@ -72,18 +72,25 @@ def test_metrics_are_served_over_mutual_tls_only(stack, vhosts, test_pki, tmp_pa
     foreign.load_cert_chain(str(tmp_path / "foreign" / f"{METRICS_SCRAPER}.crt"),
                             str(tmp_path / "foreign" / f"{METRICS_SCRAPER}.key"))
     stranger = scrape(port, foreign, server_name)
+    revoked, revoked_context = throwaway_client(PROJECT_DIR / "pki", tmp_path, "revoked-scraper")
+    before_revocation = scrape(port, revoked_context, server_name)[:3]
+    revoke_for_the_test_stack(test_pki, revoked)
+    after_revocation = scrape(port, revoked_context, server_name)
     plain = plaintext_reply(port)
     rules = (PROJECT_DIR / "monitoring" / "alerts.yml").read_text()
     watched = sorted(set(RULE_METRIC.findall(rules)))
     lines = scraped.splitlines()
     missing = [name for name in watched if not any(line.startswith((name + "{", name + " ")) for line in lines)]
     record_property("evidence", f"with {METRICS_SCRAPER}.crt: {scraped[:3]}, {len(scraped)} bytes; without a "
-                                f"certificate: {anonymous[:160]}; foreign CA: {stranger[:160]}; plain HTTP: "
+                                f"certificate: {anonymous[:160]}; foreign CA: {stranger[:160]}; a project "
+                                f"certificate: {before_revocation}, once revoked: {after_revocation[:160]}; plain HTTP: "
                                 f"{plain[:60]!r}; alert rules' metrics {watched}, missing from the scrape {missing}")
     assert scraped.startswith("200 "), scraped[:300]
     queues = {(labels.get("vhost"), labels.get("queue")) for labels in samples(lines, "rabbitmq_queue_messages_ready")}
     assert {(vhost, "tasks") for vhost in vhosts} <= queues, queues     # every tenant's task queue is in it
     assert "CERTIFICATE_REQUIRED" in anonymous.upper(), f"without a certificate: {anonymous[:200]}"
     assert "UNKNOWN_CA" in stranger.upper(), f"with a foreign CA's certificate: {stranger[:200]}"
+    assert before_revocation == "200" and "CERTIFICATE_REVOKED" in after_revocation.upper(), \
+        f"a project certificate before and after its revocation: {before_revocation}, {after_revocation[:200]}"
     assert not plain.startswith(b"HTTP/"), plain
     assert missing == [], f"monitoring/alerts.yml watches metrics the broker does not serve: {missing}"

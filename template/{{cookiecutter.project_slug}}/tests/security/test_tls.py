@@ -5,7 +5,6 @@ import http.client
 import socket
 import ssl
 import time
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -13,11 +12,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.harness.readiness import WORKER_READY, first_log_line_with, listed_connections, logs, wait_until
 from tests.security.probes import (amqp_over_tls, client_context, group_probe, is_loopback, legacy_context,
-                                   listeners, listeners_while_running, local_handshake, presented_certificate,
-                                   tls_session)
+                                   listeners, listeners_while_running, local_handshake, pair_context,
+                                   presented_certificate, revoke_for_the_test_stack, throwaway_client, tls_session)
 from tests.security.steady_traffic import SteadyTraffic
 from tls import (bootstrap_pki, create_issuing_ca, create_root_ca, issue_client_certificate, issue_server_certificate,
-                 issuer_of, load_certificate, rotate, rotate_issuing_ca, write_client_pair, write_crl)
+                 load_certificate, rotate, rotate_issuing_ca, write_crl)
 from tools.broker_client import publish, task_message
 from tls.keys import private_key_pem
 from tls.revocation import CRL_MODE, crl_path
@@ -160,27 +159,6 @@ def test_client_certificate_from_a_foreign_ca_is_refused(stack, tls_port, server
     record_property("evidence", detail)
     assert not accepted, f"accepted: {detail}"
     assert "UNKNOWN_CA" in detail.upper(), detail
-
-
-def throwaway_client(pki: Path, directory: Path, name: str,
-                     not_valid_before: dt.datetime | None = None) -> tuple[x509.Certificate, ssl.SSLContext]:
-    """A fresh client certificate from the project CA (files in `directory`), and a context that presents it.
-    Valid for a day: its key outlives the test in pytest's kept temporary directories."""
-    cert = write_client_pair(pki, "producer", directory, valid_days=1, not_valid_before=not_valid_before,
-                             file_stem=name)
-    return cert, pair_context(pki, directory, name)
-
-
-def pair_context(ca_dir: Path, pair_dir: Path, name: str) -> ssl.SSLContext:
-    """A client context that trusts ca_dir's CA and presents the pair `name` in pair_dir."""
-    context = ssl.create_default_context(cafile=str(ca_dir / "ca.crt"))
-    context.load_cert_chain(str(pair_dir / f"{name}.crt"), str(pair_dir / f"{name}.key"))
-    return context
-
-
-def revoke_for_the_test_stack(test_pki: Path, cert: x509.Certificate) -> None:
-    """Revoke `cert` in the CRL the test stack's broker reads (in its copy of pki/), with the PKI tooling."""
-    write_crl(test_pki, *issuer_of(test_pki, cert), [cert])   # its own issuer's list, whichever CA is current
 
 
 @controls("TLS-03")

@@ -93,9 +93,8 @@ CONFIG_SWAPS = {
             'SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
             'CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"'}},
     # "Prometheus cannot present a certificate": the metrics endpoint no longer asks for one.
-    "metricsnocert": {"rabbitmq.conf": {"prometheus.ssl.verify = verify_peer": "prometheus.ssl.verify = verify_none",
-                                        "prometheus.ssl.fail_if_no_peer_cert = true":
-                                            "prometheus.ssl.fail_if_no_peer_cert = false"}},
+    "metricsnocert": {"advanced.config": {"{verify, verify_peer}, {fail_if_no_peer_cert, true}, {depth, 1},":
+                                          "{verify, verify_none}, {fail_if_no_peer_cert, false}, {depth, 1},"}},
     # "Our Prometheus scrapes plain HTTP": the plugin's default plaintext listener (15692, every interface) back on.
     "plainmetrics": {"rabbitmq.conf": {"prometheus.tcp.listener = none": "# prometheus.tcp.listener = none"}},
     # "Some clients have no certificate": the broker no longer insists on one (password login: nor checks it).

@@ -67,15 +67,43 @@ def test_rotation_alternates_users_and_keeps_the_previous_password_until_the_nex
     seen = [credentials.read_credential(credentials.password_path(secrets_dir, identity))]
     for expected in ((second, first), (first, second)):
         assert credentials.rotate(PROJECT, identity, secrets_dir) == expected
+        # Staged: in the definitions already, not yet in the clients' file.
+        assert credentials.read_credential(credentials.password_path(secrets_dir, identity)) == seen[-1]
+        staged = credentials.read_credential(credentials.staged_path(secrets_dir, identity))
+        assert hash_matches(hashes(secrets_dir)[staged[0]], staged[1])
+        assert credentials.activate(PROJECT, identity, secrets_dir) == expected
         seen.append(credentials.read_credential(credentials.password_path(secrets_dir, identity)))
+        assert seen[-1] == staged
         assert credentials.read_credential(credentials.previous_path(secrets_dir, identity)) == seen[-2]
-    users = {user["name"]: user["password_hash"] for user in
-             json.loads((secrets_dir / "definitions.json").read_text())["users"]}
+        assert not credentials.staged_path(secrets_dir, identity).exists()
+    users = hashes(secrets_dir)
     valid = {(user, password) for user, password in seen if hash_matches(users[user], password)}
     assert [user for user, _ in seen] == [first, second, first]
     assert valid == set(seen[1:]), "the two latest passwords log in, the baked one no longer"
     with pytest.raises(credentials.CredentialError, match="is not an identity of this stack"):
         credentials.rotate(PROJECT, "someone-else", secrets_dir)
+    with pytest.raises(credentials.CredentialError, match="nothing staged"):
+        credentials.activate(PROJECT, identity, secrets_dir)
+
+
+def test_a_password_file_from_before_rotation_is_upgraded_in_place(tmp_path, monkeypatch):
+    """A one-line password file (bakes before CRED-08) becomes the credential of the identity's first user."""
+    stack = settings.load(PROJECT)
+    if not stack.passwords:
+        return
+    monkeypatch.setattr(file_access, "grant_from_compose_file", lambda project_dir: {})
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    identity = stack.identities[0]
+    credentials.password_path(secrets_dir, identity).write_text("an-old-43-character-password-" + "x" * 14 + "\n")
+    credentials.generate(PROJECT, secrets_dir)
+    assert credentials.read_credential(credentials.password_path(secrets_dir, identity)) == \
+        (identity, "an-old-43-character-password-" + "x" * 14)
+
+
+def hashes(secrets_dir: Path) -> dict[str, str]:
+    return {user["name"]: user["password_hash"]
+            for user in json.loads((secrets_dir / "definitions.json").read_text())["users"]}
 
 
 def hash_matches(encoded: str, password: str) -> bool:
