@@ -103,6 +103,10 @@ CONFIG_SWAPS = {
 }
 
 
+# The swaps of the metrics endpoint's lines, which only a bake with broker_metrics = tls has.
+METRICS_SWAPS = {"metricsnocert", "plainmetrics"}
+
+
 # sitecustomize.py bodies for the worker containers (%-formatted: this file is itself a template, so no double
 # braces here).
 PATCH_PICKLE = """
