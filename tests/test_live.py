@@ -1,12 +1,15 @@
 """End to end on real containers: bake the defaults, run the baked project's live security suite and demo."""
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.support.bake import bake, run_in
-from tests.support.catalog import password_login_only_weakenings
+from tests.support.catalog import (
+    baked_tests_of,
+    password_login_only_weakenings,
+    security_modules,
+)
 
 pytestmark = pytest.mark.live
 
@@ -14,19 +17,6 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def baked_defaults(tmp_path_factory):
     return bake(tmp_path_factory.mktemp("live"))
-
-
-def security_modules_of(project: Path, controls: set[str]) -> list[str]:
-    """The baked security suite's modules with a test marked for any of `controls` (the project's own catalog
-    tooling reads the markers)."""
-    result = run_in(project, sys.executable, "-c", "import json; from tools.catalog import tests_of; "
-                    "print(json.dumps(tests_of()))")
-    assert result.returncode == 0, result.stderr
-    found = json.loads(result.stdout)
-    modules = sorted({f"tests/{path}" for control in controls for path in found.get(control, [])
-                      if path.startswith("security/")})
-    assert modules, f"no security test names {sorted(controls)}"
-    return modules
 
 
 def test_baked_resilience_suite_and_full_fuzzing_pass(baked_defaults):
@@ -75,8 +65,10 @@ def test_password_management_and_egress_variant_passes_its_security_suite(tmp_pa
     assert set(statuses.values()) == {"pass"}, statuses
     # The weakenings that exist only with password login, each run once here (the default bake's weakened runs,
     # tests/test_weakened.py, cannot): their controls' own test module, under the weakening, must fail.
+    tests_of = baked_tests_of(project)
     for name, failing in password_login_only_weakenings().items():
-        modules = security_modules_of(project, failing)
+        modules = security_modules(tests_of, failing)
+        assert modules, f"{name}: no security test names {sorted(failing)}"
         weakened = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules,
                           timeout=900, SECURITY_SUITE_WEAKEN=name, TEST_STACK_LABEL=name)
         print(weakened.stdout[-1500:])

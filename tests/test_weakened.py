@@ -27,7 +27,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.bake import bake, run_in
-from tests.support.catalog import default_bake_weakenings
+from tests.support.catalog import (
+    baked_tests_of,
+    default_bake_weakenings,
+    security_modules,
+)
 
 pytestmark = pytest.mark.live
 CONCURRENT_RUNS = 2
@@ -45,12 +49,13 @@ def tables(project) -> dict:
     """The baked project's own tables, as rendered for it: the controls each weakening must fail (derived from the
     catalog), the edits of shipped files, and the security test modules that hold those controls' tests."""
     result = run_in(project, sys.executable, "-c", "import json; from tests.security.weakenings import "
-                    "EXPECTED_FAILURES as x, PROJECT_EDITS as e; from tools.catalog import tests_of; t = tests_of(); "
-                    "print(json.dumps({'expected': {k: sorted(v) for k, v in x.items()}, 'edits': e, 'modules': "
-                    "{k: sorted({f for c in v for f in t.get(c, []) if f.startswith('security/')}) for k, v in "
-                    "x.items()}}))")
+                    "EXPECTED_FAILURES as x, PROJECT_EDITS as e; print(json.dumps({'expected': {k: sorted(v) for k, v "
+                    "in x.items()}, 'edits': e}))")
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    tables = json.loads(result.stdout)
+    tests_of = baked_tests_of(project)
+    tables["modules"] = {name: security_modules(tests_of, controls) for name, controls in tables["expected"].items()}
+    return tables
 
 
 @dataclass
@@ -81,7 +86,7 @@ def run_suite(project: Path, label: str, modules: list[str], **env) -> Run:
     # An empty list would let pytest fall back to its testpaths (the whole project): a weakening must name controls
     # with tests in the security suite.
     assert modules, f"{label}: its controls have no test in tests/security"
-    paths = ["tests/security"] if os.environ.get(FULL_SUITE) == "1" else [f"tests/{module}" for module in modules]
+    paths = ["tests/security"] if os.environ.get(FULL_SUITE) == "1" else modules
     result = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths,
                     timeout=1800, TEST_STACK_LABEL=label, **env)
     report = json.loads((project / "reports" / "compliance.json").read_text())

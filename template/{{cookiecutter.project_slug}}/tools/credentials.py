@@ -25,8 +25,6 @@ from tools import file_access, settings
 PASSWORD_BYTES = 32          # token_urlsafe(32) gives 43 characters
 SALT_BYTES = 4               # RabbitMQ's rabbit_password_hashing_sha256 format uses a 4-byte salt
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
-# A compose variable, as PKI_DIR: a test stack mounts and rotates a copy of secrets/, never the project's own.
-SECRETS_VARIABLE = "PROJECT_SECRETS_DIR"
 
 
 class CredentialError(Exception):
@@ -52,6 +50,11 @@ def previous_path(secrets_dir: Path, identity: str) -> Path:
 def staged_path(secrets_dir: Path, identity: str) -> Path:
     """The credential `rotate` made and `activate` hands over: known to the broker first, mounted nowhere."""
     return secrets_dir / f"{identity}.password.next"
+
+
+def credential_files(secrets_dir: Path, identity: str) -> tuple[Path, Path, Path]:
+    """Every credential file an identity may have, oldest first: previous, current, staged."""
+    return previous_path(secrets_dir, identity), password_path(secrets_dir, identity), staged_path(secrets_dir, identity)
 
 
 def credential_text(user: str, password: str) -> str:
@@ -111,7 +114,7 @@ def ensure_credentials(secrets_dir: Path, identities: Sequence[str], topology) -
                                                         secrets.token_urlsafe(PASSWORD_BYTES)))
         upgrade_legacy(current, topology.password_users(identity)[0])
         # Oldest first, so that a user's newest password wins: the staged one retires what its user had before.
-        for path in (previous_path(secrets_dir, identity), current, staged_path(secrets_dir, identity)):
+        for path in credential_files(secrets_dir, identity):
             if path.exists():
                 user, password = read_credential(path)
                 passwords[user] = password
@@ -139,7 +142,7 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, t
         })
         for role in topology.ROLES:
             identity = topology.user_name(vhost, role)
-            for name in (identity,) if passwords is None else topology.password_users(identity):
+            for name in topology.broker_users(identity, passwords is not None):
                 # An empty hash matches no password: certificate login, and a password user not yet rotated to.
                 password = (passwords or {}).get(name)
                 definitions["users"].append({
@@ -230,18 +233,19 @@ def activate(project_dir: Path, identity: str, secrets_dir: Path | None = None) 
     """Step 2, once the broker knows the staged password: it becomes the current credential (rewritten in place, so
     the mounted file changes under running clients) and the current one the previous, valid until the next
     rotation. Returns (the user now in use, the user before)."""
-    stack, secrets_dir, current = identity_credential(project_dir, identity, secrets_dir)
+    _, secrets_dir, current = identity_credential(project_dir, identity, secrets_dir)
     staged = staged_path(secrets_dir, identity)
     if not staged.exists():
         raise CredentialError(f"nothing staged for {identity}: run `python -m tools.credentials rotate {identity}`, "
                               "then `broker-boot reconcile`, first")
     new_user, _ = read_credential(staged)
     user, _ = read_credential(current)
-    if staged.read_text(encoding="utf-8") != current.read_text(encoding="utf-8"):   # not already handed over
-        write_private_file(previous_path(secrets_dir, identity), current.read_text(encoding="utf-8"))
-        write_private_file(current, staged.read_text(encoding="utf-8"))
+    staged_text, current_text = staged.read_text(encoding="utf-8"), current.read_text(encoding="utf-8")
+    if staged_text != current_text:                 # not already handed over (a rerun after an interruption)
+        write_private_file(previous_path(secrets_dir, identity), current_text)
+        write_private_file(current, staged_text)
+    # The definitions stay as `rotate` wrote them: the same users keep the same passwords, so no reconcile either.
     staged.unlink()
-    generate(stack.project_dir, secrets_dir)       # the same passwords: the broker needs no reconcile for this
     return new_user, user
 
 

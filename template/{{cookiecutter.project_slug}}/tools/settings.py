@@ -77,9 +77,7 @@ class StackSettings:
     @property
     def broker_users(self) -> list[str]:
         """The users the broker holds for them: one per identity, two with password login (CRED-08)."""
-        if not self.passwords:
-            return self.identities
-        return [user for identity in self.identities for user in self.topology.password_users(identity)]
+        return [user for identity in self.identities for user in self.topology.broker_users(identity, self.passwords)]
 
     def tenant_queues(self, vhost: str) -> list[str]:
         """The queues whose tasks `vhost`'s worker runs (TEN-03, allowlist.py)."""

@@ -228,9 +228,8 @@ def remove(project_dir: Path, vhost: str) -> list[str]:
                   [tenant for tenant in stack.priority_vhosts if tenant != vhost])
     sync(project_dir)
     for identity in identities(stack, vhost):
-        credentials.password_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
-        credentials.previous_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
-        credentials.staged_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
+        for path in credentials.credential_files(stack.project_dir / "secrets", identity):
+            path.unlink(missing_ok=True)
     credentials.generate(project_dir)
     return [f"docker compose up -d --remove-orphans   # stops {stack.worker_service(vhost)}",
             "docker compose exec broker broker-boot reconcile   # deletes its users, closing their connections",

@@ -34,14 +34,12 @@ def parse_credential(text: str, path: Path, identity: str) -> tuple[str, str]:
 
 def read_credential(path: Path, identity: str) -> tuple[str, str]:
     """(user, password) of `identity` from its credential file, the user one of topology.password_users(identity)."""
-    for attempt in range(READ_ATTEMPTS):
+    for _ in range(READ_ATTEMPTS - 1):
         try:
             return parse_credential(path.read_text(encoding="utf-8"), path, identity)
         except (OSError, errors.ImproperlyConfigured):
-            if attempt == READ_ATTEMPTS - 1:
-                raise
             time.sleep(READ_PAUSE_SECONDS)
-    raise AssertionError("unreachable")
+    return parse_credential(path.read_text(encoding="utf-8"), path, identity)      # the last attempt raises
 
 
 class PasswordFileLogin(AMQPLAIN):

@@ -54,6 +54,11 @@ def password_users(identity: str) -> tuple[str, str]:
     so that a new password is in place and an old one still works while clients move over (CRED-08)."""
     return identity, f"{identity}.b"
 
+
+def broker_users(identity: str, passwords: bool) -> tuple[str, ...]:
+    """The broker users of one identity: itself, and with password login its second user (password_users)."""
+    return password_users(identity) if passwords else (identity,)
+
 # Celery's rpc result backend names each client's reply queue after a UUID.
 REPLY_QUEUE_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 

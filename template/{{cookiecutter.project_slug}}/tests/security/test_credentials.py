@@ -230,12 +230,12 @@ def key_material(path, passphrase: bytes | None = None) -> dict[str, bytes]:
 
 
 def secrets_of(project_dir, secrets_dir: Path | None = None) -> dict[str, bytes]:
-    """Every secret of the project: passwords (password login: the current and the previous of each identity, also
-    those of a test stack's copy of secrets/), each private key in every form, and the root's key and passphrase
+    """Every secret of the project: passwords (password login: each identity's current, previous and staged one,
+    also those of a test stack's copy of secrets/), each private key in every form, and the root's key and passphrase
     while they are still on this host (until the operator moves them offline)."""
     found = {f"{path.parent.name}/{path.name}": credentials.read_credential(path)[1].encode()
              for directory in {project_dir / "secrets", secrets_dir or project_dir / "secrets"}
-             for path in [*directory.glob("*.password"), *directory.glob("*.password.previous")]}
+             for path in directory.glob("*.password*")}
     for key in (project_dir / "pki").glob("*.key"):
         found.update(key_material(key))
     root = project_dir / "pki-root"
