@@ -13,7 +13,7 @@ from .certificates import (
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key
 from .revocation import openssl_name_hash
-from .pki_directory import (add_client, add_server, bootstrap_pki, check_crl, check_pki, issuer_of, load_ca,
+from .pki_directory import (add_client, add_local_server, add_server, bootstrap_pki, check_crl, check_pki, issuer_of, load_ca,
                             load_root, replace_issuing_ca, revoke, rotate, rotate_issuing_ca, write_client_pair,
                             write_crl)
 
@@ -21,6 +21,7 @@ __all__ = [
     "ChownRequired",
     "PKIError",
     "add_client",
+    "add_local_server",
     "add_server",
     "bootstrap_pki",
     "check_crl",

@@ -33,6 +33,8 @@ from .certificates import (
     load_certificate,
     server_alt_names,
     verify_chain,
+    LOCAL_DNS_NAMES,
+    LOCAL_IP_ADDRESSES,
 )
 from .errors import ChownRequired, PKIError
 from .keys import load_private_key, private_key_pem
@@ -361,6 +363,20 @@ def add_server(pki_dir: Path, host: str, valid_days: int = SERVER_DAYS, owner: O
         raise PKIError(f"{cert_path(pki_dir, BROKER)} already exists; use `python -m tls rotate broker` to re-issue it.")
     key, cert = issue_server_certificate(ca_key, ca_cert, host, *server_alt_names(host), valid_days=valid_days)
     return _write_new_pair(Path(pki_dir), BROKER, key, cert, owner, ca_cert)
+
+
+def add_local_server(pki_dir: Path, name: str, valid_days: int = SERVER_DAYS, owner: Owner | None = None) -> list[Path]:
+    """Issue a server certificate `name` for a service reached on this host only (localhost, 127.0.0.1: a
+    dashboard behind its loopback port). It cannot stand in for the broker, whose clients check the broker's name."""
+    name = check_client_role(name)          # a file name and common name, as for a client
+    owner = check_owner(owner)
+    ca_key, ca_cert = load_ca(pki_dir)
+    if name in (BROKER, CA, ISSUING, PREVIOUS) or cert_path(pki_dir, name).exists():
+        raise PKIError(f"{cert_path(pki_dir, name)} already exists or is reserved; use `python -m tls rotate {name}` "
+                       "to re-issue an existing certificate.")
+    key, cert = issue_server_certificate(ca_key, ca_cert, name, list(LOCAL_DNS_NAMES), list(LOCAL_IP_ADDRESSES),
+                                         valid_days=valid_days)
+    return _write_new_pair(Path(pki_dir), name, key, cert, owner, ca_cert)
 
 
 def _write_new_pair(pki_dir: Path, name: str, key, cert, owner: Owner | None, ca_cert: x509.Certificate) -> list[Path]:

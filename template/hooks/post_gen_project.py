@@ -31,14 +31,17 @@ def make_pki():
     broker user (stack.toml x roles), plus the metrics scraper's (broker_metrics = tls)."""
     sys.path.insert(0, str(PROJECT))
     try:
-        from tls import PKIError, bootstrap_pki
+        from tls import PKIError, add_local_server, bootstrap_pki
     except ImportError as exc:
         fail(f"the PKI tooling needs the 'cryptography' package next to cookiecutter ({exc}); "
              "run: pip install cryptography")
     from tools import settings
+    stack = settings.load(PROJECT)
     try:
-        bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=settings.load(PROJECT).client_certificates,
+        bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=stack.client_certificates,
                       ca_common_name={{ (cookiecutter.project_name ~ " CA") | tojson }})
+        for dashboard in stack.dashboard_certificates:       # flower = https: each dashboard's HTTPS certificate
+            add_local_server(PROJECT / "pki", dashboard)
     except PKIError as exc:
         fail(f"could not create the project's PKI: {exc}")
     os.chmod(PROJECT / "pki", 0o700)   # compose bind-mounts single files; nobody needs to list the dir
@@ -48,6 +51,14 @@ def drop_unused_monitoring():
     """monitoring/ (Prometheus scrape config and alert rules) only where the broker serves metrics."""
     if {{ cookiecutter.broker_metrics | tojson }} != "tls":
         shutil.rmtree(PROJECT / "monitoring")
+
+
+def drop_unused_dashboard():
+    """The dashboard's code and lock only where it is baked in (flower = https)."""
+    if {{ cookiecutter.flower | tojson }} != "https":
+        for path in ("requirements/dashboard.in", "requirements/dashboard.lock",
+                     "src/{{ cookiecutter.package_name }}/dashboard.py"):
+            (PROJECT / path).unlink()
 
 
 def write_tenant_services():
@@ -86,6 +97,7 @@ if __name__ == "__main__":
     copy_shared_sources()
     make_pki()
     drop_unused_monitoring()
+    drop_unused_dashboard()
     write_tenant_services()
     write_controls_table()
     make_credentials()

@@ -1,7 +1,8 @@
 """The controls catalog, policies/controls.toml, read in one place, and what is derived from it.
 
 Each control declares its tests (their `controls` markers name it) and the weakenings that must make those tests
-fail (`weakened_by`, plus `weakened_by_<login>_login` where the bake's login changes the outcome). Derived here:
+fail (`weakened_by`, plus `weakened_by_<login>_login` where the bake's login changes the outcome, and
+`weakened_by_flower` for the dashboard's, which only a bake with flower = https has). Derived here:
 
 * the weakened-run expectations, weakening -> the controls that must fail (tests/security/weakenings.py);
 * the README's security table, between the markers below:
@@ -37,15 +38,17 @@ def load(project_dir: Path = settings.PROJECT_DIR) -> dict[str, dict]:
     return {control["id"]: control for control in tomllib.loads((project_dir / CATALOG).read_text())["control"]}
 
 
-def weakenings_of(control: dict, login: str) -> list[str]:
-    return [*control.get("weakened_by", []), *control.get(f"weakened_by_{login}_login", [])]
+def weakenings_of(control: dict, login: str, dashboard: bool = False) -> list[str]:
+    return [*control.get("weakened_by", []), *control.get(f"weakened_by_{login}_login", []),
+            *(control.get("weakened_by_flower", []) if dashboard else [])]
 
 
-def expected_failures(login: str, project_dir: Path = settings.PROJECT_DIR) -> dict[str, set[str]]:
-    """weakening -> the controls whose tests must fail under it, for a bake with this login."""
+def expected_failures(login: str, project_dir: Path = settings.PROJECT_DIR,
+                      dashboard: bool = False) -> dict[str, set[str]]:
+    """weakening -> the controls whose tests must fail under it, for a bake with this login (and dashboard)."""
     expected: dict[str, set[str]] = {}
     for control_id, control in load(project_dir).items():
-        for weakening in weakenings_of(control, login):
+        for weakening in weakenings_of(control, login, dashboard):
             expected.setdefault(weakening, set()).add(control_id)
     return expected
 
@@ -66,7 +69,7 @@ def table(stack: settings.StackSettings) -> str:
     rows = ["| Control | Threat | Configured in | Proven by | Weakened by (the suite then fails it) |",
             "|---|---|---|---|---|"]
     for control_id, control in load(stack.project_dir).items():
-        weakened = ", ".join(f"`{name}`" for name in weakenings_of(control, stack.login)) or \
+        weakened = ", ".join(f"`{name}`" for name in weakenings_of(control, stack.login, stack.dashboard)) or \
             control.get("not_weakened", "none")
         configured_in = "; ".join(control["configured_in"]).replace("<package>", stack.package)
         cells = [f"**{control_id}** {control['title']}", control["threat"], configured_in,

@@ -25,6 +25,7 @@ from tools import file_access, settings
 PASSWORD_BYTES = 32          # token_urlsafe(32) gives 43 characters
 SALT_BYTES = 4               # RabbitMQ's rabbit_password_hashing_sha256 format uses a 4-byte salt
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
+DASHBOARD_USER = "operator"  # the dashboards' login name; the password is what is secret
 
 
 class CredentialError(Exception):
@@ -70,6 +71,19 @@ def read_credential(path: Path) -> tuple[str, str]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CredentialError(f"{path} is not a credential file of this project ({exc}); "
                               "`python -m tools.credentials generate` writes a new one if you delete it") from None
+
+
+def dashboard_login_path(secrets_dir: Path, dashboard: str) -> Path:
+    """The operators' login of one Flower dashboard (MON-02), mounted into that dashboard alone."""
+    return secrets_dir / f"{dashboard}.password"
+
+
+def ensure_dashboard_logins(secrets_dir: Path, dashboards: Sequence[str]) -> None:
+    """A random login for every dashboard that has none (user `operator`); existing ones are kept."""
+    for dashboard in dashboards:
+        path = dashboard_login_path(secrets_dir, dashboard)
+        if not path.exists():
+            write_private_file(path, credential_text(DASHBOARD_USER, secrets.token_urlsafe(PASSWORD_BYTES)))
 
 
 def upgrade_legacy(path: Path, user: str) -> None:
@@ -122,13 +136,14 @@ def ensure_credentials(secrets_dir: Path, identities: Sequence[str], topology) -
 
 
 def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, topology,
-                      overrides: dict[str, dict] | None = None) -> dict:
+                      overrides: dict[str, dict] | None = None, dashboard: bool = False) -> dict:
     """Vhosts, users, least-privilege permissions, limits and the queue topology of every vhost.
 
     `passwords` is None for certificate login: one user per identity, with an empty password hash, which no
     password matches. With password login, {broker user: password}: both users of each identity, hashed if known.
     `overrides` is for test stacks only ({vhost: {"queue_max_length": n, "max_connections": n}}): it lets a
     dedicated test vhost have small limits so floods are cheap to stage; `generate` never passes it.
+    `dashboard`: each vhost also gets its monitor user and the event exchange, and its workers may send events.
     """
     definitions: dict[str, list] = {"users": [], "vhosts": [], "permissions": [], "topic_permissions": [], "parameters": [], "policies": [],
                    "queues": [], "exchanges": [], "bindings": []}
@@ -140,7 +155,7 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, t
             "value": {"max-connections": limits.get("max_connections", topology.VHOST_MAX_CONNECTIONS),
                       "max-queues": topology.VHOST_MAX_QUEUES},
         })
-        for role in topology.ROLES:
+        for role in topology.roles(dashboard):
             identity = topology.user_name(vhost, role)
             for name in topology.broker_users(identity, passwords is not None):
                 # An empty hash matches no password: certificate login, and a password user not yet rotated to.
@@ -149,7 +164,8 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, t
                     "name": name, "password_hash": "" if password is None else rabbitmq_password_hash(password),
                     "hashing_algorithm": HASHING_ALGORITHM, "tags": [], "limits": dict(topology.USER_LIMITS[role]),
                 })
-                definitions["permissions"].append({"user": name, "vhost": vhost, **topology.permissions(role)})
+                definitions["permissions"].append({"user": name, "vhost": vhost,
+                                                   **topology.permissions(role, events=dashboard)})
                 definitions["topic_permissions"] += [{"user": name, "vhost": vhost, **grant}
                                                      for grant in topology.topic_permissions(role)]
         for policy in topology.operator_policies():
@@ -171,6 +187,10 @@ def build_definitions(vhosts: Sequence[str], passwords: dict[str, str] | None, t
         definitions["bindings"] += [{"source": topology.TASK_EXCHANGE, "vhost": vhost, "destination": queue,
                                      "destination_type": "queue", "routing_key": queue, "arguments": {}}
                                     for queue in topology.TASK_QUEUES]
+        if dashboard:       # declared here as Celery declares it (a durable topic exchange), so clients' re-declares agree
+            definitions["exchanges"].append({"name": topology.EVENT_EXCHANGE, "vhost": vhost, "type": "topic",
+                                             "durable": True, "auto_delete": False, "internal": False,
+                                             "arguments": {}})
         definitions["exchanges"].append({"name": topology.DEAD_LETTER_EXCHANGE, "vhost": vhost, "type": "fanout",
                                          "durable": True, "auto_delete": False, "internal": False,
                                          "arguments": {}})
@@ -189,9 +209,10 @@ def generate(project_dir: Path, secrets_dir: Path | None = None) -> Path:
     secrets_dir = secrets_dir or stack.project_dir / "secrets"
     secrets_dir.mkdir(mode=0o700, exist_ok=True)
     passwords = ensure_credentials(secrets_dir, stack.identities, stack.topology) if stack.passwords else None
+    ensure_dashboard_logins(secrets_dir, stack.dashboard_certificates)
     definitions_path = secrets_dir / "definitions.json"
-    write_private_file(definitions_path, json.dumps(build_definitions(stack.vhosts, passwords, stack.topology),
-                                                    indent=2))
+    write_private_file(definitions_path, json.dumps(build_definitions(stack.vhosts, passwords, stack.topology,
+                                                                      dashboard=stack.dashboard), indent=2))
     file_access.grant_from_compose_file(stack.project_dir)
     return definitions_path
 

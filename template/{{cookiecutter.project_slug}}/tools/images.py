@@ -1,4 +1,5 @@
-"""Build the project's two images: ``python -m tools.images build`` (or ``bases``, ``wheelhouse``).
+"""Build the project's images: ``python -m tools.images build`` (or ``bases``, ``wheelhouse``): broker and worker,
+and with ``flower = https`` the dashboard (the worker's Dockerfile with Flower's lock).
 
 Base images are settings (stack.toml ``[images]``): official when present or pullable, else offline stand-ins
 (tools/standins.py). The worker's wheels come from a hash-checked wheelhouse (tools/wheelhouse.py).
@@ -26,6 +27,7 @@ class BuiltImages:
     rabbitmq_base: str    # what the broker was built FROM (official or stand-in)
     python_base: str
     timings: dict
+    dashboard: str | None = None      # tag, with flower = https
 
 
 def build_images(project_dir: Path | str = settings.PROJECT_DIR) -> BuiltImages:
@@ -41,7 +43,7 @@ def build_images(project_dir: Path | str = settings.PROJECT_DIR) -> BuiltImages:
     timings["bases"] = time.monotonic() - mark
 
     mark = time.monotonic()
-    wheelhouse.prepare(stack.project_dir, wheelhouse.probe_target(client, python_base))
+    wheelhouse.prepare(stack.project_dir, wheelhouse.probe_target(client, python_base), lock_name(stack))
     timings["wheelhouse"] = time.monotonic() - mark
 
     mark = time.monotonic()
@@ -55,11 +57,27 @@ def build_images(project_dir: Path | str = settings.PROJECT_DIR) -> BuiltImages:
                                    path=str(stack.project_dir), dockerfile="docker/worker/Dockerfile",
                                    tag=stack.images.worker, buildargs={"PYTHON_IMAGE": python_base})
     timings["worker"] = time.monotonic() - mark
+
+    if stack.dashboard:
+        mark = time.monotonic()
+        engine.build_image(client, f"build the dashboard image {stack.images.dashboard}", path=str(stack.project_dir),
+                           dockerfile="docker/worker/Dockerfile", tag=stack.images.dashboard,
+                           buildargs={"PYTHON_IMAGE": python_base, "LOCK": DASHBOARD_LOCK})
+        timings["dashboard"] = time.monotonic() - mark
     timings["total"] = time.monotonic() - started
     say(f"==> images ready in {timings['total']:.1f}s: {stack.images.broker} (FROM {rabbitmq_base}), "
         f"{stack.images.worker} (FROM {python_base})")
     return BuiltImages(stack.images.broker, stack.images.worker, broker_id, worker_id, rabbitmq_base, python_base,
-                       {key: round(value, 1) for key, value in timings.items()})
+                       {key: round(value, 1) for key, value in timings.items()},
+                       stack.images.dashboard if stack.dashboard else None)
+
+
+DASHBOARD_LOCK = "dashboard.lock"
+
+
+def lock_name(stack: settings.StackSettings) -> str:
+    """The lock the wheelhouse is made from: the dashboard's (a superset of the worker's) when there is one."""
+    return DASHBOARD_LOCK if stack.dashboard else "worker.lock"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"rabbitmq: {standins.resolve(client, stack.images.rabbitmq, 'rabbitmq', stack)}")
             say(f"python: {python_base}")
         else:
-            wheelhouse.prepare(stack.project_dir, wheelhouse.probe_target(client, python_base))
+            wheelhouse.prepare(stack.project_dir, wheelhouse.probe_target(client, python_base), lock_name(stack))
     except (StepError, settings.SettingsError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1

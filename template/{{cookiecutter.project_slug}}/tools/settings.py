@@ -11,6 +11,7 @@ from types import ModuleType
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 LOGINS = ("certificate", "password")
 METRICS_SCRAPER = "monitoring"    # the client certificate (pki/monitoring.crt) a Prometheus scrapes with (MON-01)
+DASHBOARD_PORT = 5555             # Flower's HTTPS port inside its container (MON-02)
 
 
 class SettingsError(ValueError):
@@ -23,6 +24,7 @@ class Images:
     rabbitmq: str          # official broker base image (pinned)
     worker: str            # tag of the worker image this project builds
     broker: str            # tag of the broker image this project builds
+    dashboard: str         # tag of the Flower image (built only with [monitoring] flower = "https")
     standin_prefix: str    # offline stand-ins are tagged <prefix>-<kind>:<version>
 
 
@@ -41,6 +43,7 @@ class StackSettings:
     worker_uid: int
     worker_gid: int
     worker_egress: str     # "none" (the broker only) or "allowed"
+    flower: str            # "https" (a read-only Flower dashboard per vhost, MON-02/03) or "off"
     vhosts: tuple[str, ...]
     priority_vhosts: tuple[str, ...]    # tenants whose workers also run the priority queue's tasks
 
@@ -60,7 +63,17 @@ class StackSettings:
     def identities(self) -> list[str]:
         """Every broker user of the stack; each has its own client certificate, pki/<user>.crt, whose subject is
         the user name (one leaked or revoked key is one identity's, not every tenant's)."""
-        return [self.topology.user_name(vhost, role) for vhost in self.vhosts for role in self.topology.ROLES]
+        return [self.topology.user_name(vhost, role) for vhost in self.vhosts for role in self.roles]
+
+    @property
+    def dashboard(self) -> bool:
+        """Whether each vhost has a Flower dashboard (and so its monitor role, and workers that send task events)."""
+        return self.flower == "https"
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles (broker users) of every vhost."""
+        return self.topology.roles(self.dashboard)
 
     @property
     def tls_ports(self) -> set[int]:
@@ -73,6 +86,12 @@ class StackSettings:
         """Every client certificate the bake issues: the identities', and the metrics scraper's, which is no broker
         user (it reads the broker's HTTPS metrics endpoint, nothing else)."""
         return [*self.identities, *([METRICS_SCRAPER] if self.metrics == "tls" else [])]
+
+    @property
+    def dashboard_certificates(self) -> list[str]:
+        """The dashboards' server certificates (pki/dashboard-<vhost>.crt, for localhost and 127.0.0.1 only: a
+        dashboard is reached through its port published on loopback, nowhere else)."""
+        return [self.dashboard_service(vhost) for vhost in self.vhosts] if self.dashboard else []
 
     @property
     def broker_users(self) -> list[str]:
@@ -93,6 +112,9 @@ class StackSettings:
 
     def producer_service(self, vhost: str) -> str:
         return f"producer-{vhost}"
+
+    def dashboard_service(self, vhost: str) -> str:
+        return f"dashboard-{vhost}"
 
 
 def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
@@ -122,7 +144,7 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         project_dir=project_dir,
         project=get("", "project"),
         package=get("", "package"),
-        images=Images(**{key: get("images", key) for key in ("python", "rabbitmq", "worker", "broker",
+        images=Images(**{key: get("images", key) for key in ("python", "rabbitmq", "worker", "broker", "dashboard",
                                                               "standin_prefix")}),
         broker_host=get("broker", "host"),
         broker_uid=int(get("broker", "uid")),
@@ -133,6 +155,7 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         worker_uid=int(get("workers", "uid")),
         worker_gid=int(get("workers", "gid")),
         worker_egress=get("workers", "egress"),
+        flower=get("monitoring", "flower"),
         vhosts=vhosts,
         priority_vhosts=tuple(get("workers", "priority_vhosts")),
     )

@@ -56,6 +56,9 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
         f"      TASKS_BROKER_URL: {url('worker')}\n"
         f"      # The queues whose tasks this tenant runs (TEN-03, allowlist.py); any other task is dead-lettered, never run.\n"
         f"      TASKS_ALLOWED_QUEUES: \"{','.join(stack.tenant_queues(vhost))}\"\n"
+        + (f"      TASKS_SEND_EVENTS: \"true\"       # for its dashboard (MON-02): task events, JSON, read by its monitor\n"
+           if stack.dashboard else "")
+        + 
         f"    tmpfs:\n      - /tmp:size=64m,uid={uid},gid={gid},mode=0700\n"
         f"    volumes:\n      - data-{vhost}:/data\n"
         f"{secrets('worker')}"
@@ -75,6 +78,35 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
         f"    tmpfs:\n      - /tmp:size=16m,uid={uid},gid={gid},mode=0700\n"
         f"{secrets('producer')}"
         f"    mem_limit: 256m\n    pids_limit: 64\n"
+        + (render_dashboard(stack, vhost, url('monitor'), secrets('monitor')) if stack.dashboard else "")
+    )
+
+
+def render_dashboard(stack: settings.StackSettings, vhost: str, url: str, secrets: str) -> str:
+    """The tenant's Flower (MON-02, MON-03): logged in to the broker as the vhost's monitor, serving HTTPS on a
+    loopback port (`docker compose port <service> 5555` tells which)."""
+    service, uid, gid = stack.dashboard_service(vhost), stack.worker_uid, stack.worker_gid
+    return (
+        f"\n  {service}:\n"
+        f"    # Flower for this tenant, read-only, HTTPS with a login: https://localhost:<the port `docker compose port "
+        f"{service} {settings.DASHBOARD_PORT}` prints>\n"
+        f"    <<: *hardened\n"
+        f"    image: {stack.images.dashboard}\n"
+        f"    user: \"{uid}:{gid}\"\n"
+        f"    depends_on:\n      broker:\n        condition: service_healthy\n"
+        f"    # Like the broker it joins `edge`, the only network a port can be published from; on loopback only.\n"
+        f"    networks: [backend, edge]\n"
+        f"    ports:\n      - \"127.0.0.1::{settings.DASHBOARD_PORT}\"\n"
+        f"    environment:\n      TASKS_BROKER_URL: {url}\n"
+        f"    command: [\"python3\", \"-m\", \"{stack.package}.dashboard\"]\n"
+        f"    healthcheck:\n      test: [\"CMD\", \"python3\", \"-m\", \"{stack.package}.dashboard\", \"check\"]\n"
+        f"      interval: 10s\n      timeout: 5s\n      start_period: 20s\n      retries: 3\n"
+        f"    tmpfs:\n      - /tmp:size=16m,uid={uid},gid={gid},mode=0700\n"
+        f"{secrets}"
+        f"      - source: {service}_cert\n        target: dashboard.crt\n"
+        f"      - source: {service}_key\n        target: dashboard.key\n"
+        f"      - source: {service}_login\n        target: dashboard_login\n"
+        f"    mem_limit: 256m\n    pids_limit: 64\n    cpus: 0.5\n"
     )
 
 
@@ -90,13 +122,19 @@ def secret_key(vhost: str, role: str) -> str:
 
 def render_secrets(stack: settings.StackSettings, vhost: str) -> str:
     lines = ["  # Each identity its own certificate (subject = its broker user) and key: nothing shared between tenants."]
-    for role in ("worker", "producer"):
+    roles = ("worker", "producer", *([stack.topology.MONITOR_ROLE] if stack.dashboard else []))
+    for role in roles:
         user = stack.topology.user_name(vhost, role)
         lines += [f"  {secret_key(vhost, role)}_cert:", f"    file: {PKI_FILES}/{user}.crt",
                   f"  {secret_key(vhost, role)}_key:", f"    file: {PKI_FILES}/{user}.key"]
-    for role in ("worker", "producer") if stack.passwords else ():
+    for role in roles if stack.passwords else ():
         lines += [f"  {secret_key(vhost, role)}_password:",
                   f"    file: {SECRET_FILES}/{stack.topology.user_name(vhost, role)}.password"]
+    if stack.dashboard:
+        service = stack.dashboard_service(vhost)
+        lines += [f"  {service}_cert:", f"    file: {PKI_FILES}/{service}.crt",
+                  f"  {service}_key:", f"    file: {PKI_FILES}/{service}.key",
+                  f"  {service}_login:", f"    file: {SECRET_FILES}/{service}.password"]
     return "\n".join(lines) + "\n"
 
 
@@ -177,12 +215,12 @@ def write_tenants(stack: settings.StackSettings, vhosts: list[str], priority_vho
 
 # --------------------------------------------------------------------------------------------- commands
 def identities(stack: settings.StackSettings, vhost: str) -> list[str]:
-    return [stack.topology.user_name(vhost, role) for role in stack.topology.ROLES]
+    return [stack.topology.user_name(vhost, role) for role in stack.roles]
 
 
 def add(project_dir: Path, vhost: str, priority: bool = False) -> list[str]:
     """Add a tenant: stack.toml, compose.yaml, its certificates, passwords and definitions. Next steps, as lines."""
-    from tls import add_client   # the PKI tooling (cryptography) only where certificates are made
+    from tls import add_client, add_local_server   # the PKI tooling (cryptography) only where certificates are made
 
     stack = settings.load(project_dir)
     if vhost in stack.vhosts:
@@ -199,6 +237,8 @@ def add(project_dir: Path, vhost: str, priority: bool = False) -> list[str]:
     try:
         for identity in identities(stack, vhost):
             issued += add_client(pki, identity)
+        if stack.dashboard:
+            issued += add_local_server(pki, stack.dashboard_service(vhost))
     except Exception:
         for path in issued:            # all of the tenant's identities or none
             path.unlink(missing_ok=True)
@@ -221,7 +261,8 @@ def remove(project_dir: Path, vhost: str) -> list[str]:
     if len(stack.vhosts) == 1:
         raise TenantError(f"{vhost!r} is the only tenant; a stack needs at least one.")
     pki = stack.project_dir / "pki"
-    for identity in identities(stack, vhost):
+    dashboards = [stack.dashboard_service(vhost)] if stack.dashboard else []
+    for identity in [*identities(stack, vhost), *dashboards]:
         if (pki / f"{identity}.crt").exists():
             revoke(pki, identity)       # its key stays useless wherever a copy went
     write_tenants(stack, [tenant for tenant in stack.vhosts if tenant != vhost],
@@ -230,6 +271,8 @@ def remove(project_dir: Path, vhost: str) -> list[str]:
     for identity in identities(stack, vhost):
         for path in credentials.credential_files(stack.project_dir / "secrets", identity):
             path.unlink(missing_ok=True)
+    for dashboard in dashboards:
+        credentials.dashboard_login_path(stack.project_dir / "secrets", dashboard).unlink(missing_ok=True)
     credentials.generate(project_dir)
     return [f"docker compose up -d --remove-orphans   # stops {stack.worker_service(vhost)}",
             "docker compose exec broker broker-boot reconcile   # deletes its users, closing their connections",

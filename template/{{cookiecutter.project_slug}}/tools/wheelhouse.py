@@ -94,9 +94,10 @@ def without_index_options(lock_text: str) -> str:
     return "\n".join(kept) + "\n"
 
 
-def prepare(project_dir: Path, target: Target) -> Path:
-    """Download the locked wheels for `target` into build/wheelhouse/ (skipped when the stamp matches)."""
-    lock = project_dir / "requirements" / "worker.lock"
+def prepare(project_dir: Path, target: Target, lock_name: str = "worker.lock") -> Path:
+    """Download the locked wheels for `target` into build/wheelhouse/ (skipped when the stamp matches). With the
+    dashboard, `lock_name` is its lock, a superset of the worker's (same versions): one wheelhouse serves both."""
+    lock = project_dir / "requirements" / lock_name
     wheelhouse = project_dir / "build" / "wheelhouse"
     with step(f"prepare the wheelhouse for Python {target.version}"):
         lock_text = lock.read_text()

@@ -36,6 +36,13 @@ def _readable_file(what: str, path: str) -> Path:
     return candidate
 
 
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "false").strip().lower()
+    if value not in ("true", "false"):
+        raise errors.ImproperlyConfigured(errors.NOT_A_FLAG.format(name=name, value=value))
+    return value == "true"
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
     """Where the broker is and which identity (user + client certificate) this process presents."""
@@ -48,6 +55,7 @@ class BrokerSettings:
     key_file: Path
     result_backend: str      # "rpc" or "none"
     tls_server_name: str     # name the broker certificate must carry (defaults to the URL's host)
+    send_events: bool = False    # workers publish task events (only for the Flower dashboard, MON-02)
 
     @property
     def login_method(self) -> str:
@@ -83,6 +91,7 @@ class BrokerSettings:
             key_file=_readable_file("client key", env("TLS_KEY_FILE", f"{secrets_dir}/client.key")),
             result_backend=backend,
             tls_server_name=env("TLS_SERVER_NAME") or urlsplit(url).hostname or "",
+            send_events=_flag("TASKS_SEND_EVENTS"),
         )
         if settings.password_file is not None:
             read_credential(settings.password_file, settings.identity)     # a wrong file fails here, not at login

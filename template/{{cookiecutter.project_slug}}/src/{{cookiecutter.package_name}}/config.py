@@ -75,7 +75,8 @@ def build_config(broker: BrokerSettings) -> dict:
         "task_routes": (route_to_declared_queue,),
         # --- attack surface: no remote control, no gossip/mingle chatter (pidbox replies can be pickled) ---
         "worker_enable_remote_control": False,
-        "worker_send_task_events": False,
+        # Task events (JSON) only for the Flower dashboard; its monitor reads them, nobody can act on them.
+        "worker_send_task_events": broker.send_events,
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "enable_utc": True,

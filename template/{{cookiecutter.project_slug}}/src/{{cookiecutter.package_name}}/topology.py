@@ -27,12 +27,20 @@ VHOST_MAX_CONNECTIONS = 64          # a connection storm in one tenant cannot st
 VHOST_MAX_QUEUES = 32               # the task and dead-letter queues, plus one rpc reply queue per client process
 
 ROLES = ("worker", "producer", "auditor")
+# With the Flower dashboard baked in (stack.toml [monitoring] flower), each vhost also has a monitor: it reads the
+# workers' task events and nothing else (MON-03).
+MONITOR_ROLE = "monitor"
+# Celery's event exchange (declared by the broker from definitions; workers publish to it only when the dashboard
+# is baked in) and the name of each event consumer's own queue: celeryev.<uuid>.
+EVENT_EXCHANGE = "celeryev"
+EVENT_QUEUE_PATTERN = r"^celeryev\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # Per user, inside the vhost's limits: one role holding all it may still leaves room for the others (a producer
 # at its limit cannot keep its own worker from reconnecting).
 USER_LIMITS = {
     "worker": {"max-connections": 8, "max-channels": 64},
     "producer": {"max-connections": 16, "max-channels": 64},
     "auditor": {"max-connections": 2, "max-channels": 8},
+    "monitor": {"max-connections": 2, "max-channels": 8},
 }
 # Operator policies bound every queue of a vhost; clients cannot lift them (queue arguments and user policies only
 # ever make them stricter). Worst case per vhost on the broker's disk: 3 x 64 MiB + 29 reply queues x 16 MiB.
@@ -99,18 +107,32 @@ def topic_permissions(role: str) -> list[dict]:
     return [{"exchange": TASK_EXCHANGE, "write": "^(" + "|".join(TASK_QUEUES) + ")$", "read": "^$"}]
 
 
-def permissions(role: str) -> dict:
-    """Least-privilege configure/write/read regexes for a role inside its own vhost."""
+def roles(dashboard: bool) -> tuple[str, ...]:
+    """The roles each vhost has: the monitor only where the dashboard is baked in."""
+    return (*ROLES, MONITOR_ROLE) if dashboard else ROLES
+
+
+def permissions(role: str, events: bool = False) -> dict:
+    """Least-privilege configure/write/read regexes for a role inside its own vhost. `events`: the workers publish
+    task events (only for the dashboard; Celery declares the event exchange before each first publish, hence
+    configure on that one name)."""
     nothing = "^$"
     task_queues = "^(" + "|".join(TASK_QUEUES) + ")$"
     task_exchange = f"^{TASK_EXCHANGE}$"
+    events_queue = EVENT_QUEUE_PATTERN[1:-1]
     table = {
         # Consumes task queues, publishes retries and chain steps (task exchange) and rpc results (the default
         # exchange, to the caller's reply queue); declares nothing (queues come from definitions).
-        "worker": {"configure": nothing, "write": rf"^(amq\.default|{TASK_EXCHANGE})$", "read": task_queues},
+        "worker": {"configure": rf"^{EVENT_EXCHANGE}$" if events else nothing,
+                   "write": rf"^(amq\.default|{TASK_EXCHANGE}{'|' + EVENT_EXCHANGE if events else ''})$",
+                   "read": task_queues},
         # Publishes tasks through the task exchange only; may only declare and read its own rpc reply queue.
         "producer": {"configure": REPLY_QUEUE_PATTERN, "write": task_exchange, "read": REPLY_QUEUE_PATTERN},
         # Reads dead letters for forensics; nothing else.
         "auditor": {"configure": nothing, "write": nothing, "read": f"^{DEAD_LETTER_QUEUE}$"},
+        # Declares its own event queue and binds it to the event exchange; publishes nowhere (no write on any
+        # exchange), reads no task queue, result or dead letter.
+        "monitor": {"configure": rf"^({EVENT_EXCHANGE}|{events_queue})$", "write": f"^{events_queue}$",
+                    "read": rf"^({EVENT_EXCHANGE}|{events_queue})$"},
     }
     return table[role]

@@ -86,9 +86,22 @@ class StackUnderTest:
     def workers(self) -> dict:
         return {vhost: self.project.container(self.stack.worker_service(vhost)) for vhost in self.stack.vhosts}
 
+    @property
+    def dashboards(self) -> dict:
+        """vhost -> its Flower container (flower = https; none otherwise)."""
+        return {vhost: self.project.container(self.stack.dashboard_service(vhost)) for vhost in self.stack.vhosts
+                if self.stack.dashboard}
+
+    def dashboard_port(self, vhost: str) -> int:
+        """The loopback port the engine published the vhost's dashboard on."""
+        container = self.dashboards[vhost]
+        container.reload()
+        return int(container.attrs["NetworkSettings"]["Ports"][f"{settings.DASHBOARD_PORT}/tcp"][0]["HostPort"])
+
     def services(self) -> dict:
         """Every long-running container of the stack, by compose service name."""
-        return {"broker": self.broker, **{self.stack.worker_service(v): w for v, w in self.workers.items()}}
+        return {"broker": self.broker, **{self.stack.worker_service(v): w for v, w in self.workers.items()},
+                **{self.stack.dashboard_service(v): d for v, d in self.dashboards.items()}}
 
     def start(self, *services: str) -> "StackUnderTest":
         """`up` the given services (default: all but the tools profile); ready once each logged its readiness."""

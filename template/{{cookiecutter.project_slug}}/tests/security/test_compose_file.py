@@ -30,6 +30,8 @@ def test_only_the_tls_ports_are_published_and_only_on_loopback(model, stack, rec
                  for port in service.get("ports", [])]
     record_property("evidence", f"published: {published}")
     expected = [("broker", "127.0.0.1", port) for port in stack.tls_ports]
+    expected += [(stack.dashboard_service(vhost), "127.0.0.1", settings.DASHBOARD_PORT)
+                 for vhost in stack.vhosts if stack.dashboard]      # Flower: HTTPS only (MON-02)
     assert sorted(published) == sorted(expected)
 
 
@@ -74,10 +76,16 @@ def test_secrets_are_files_never_environment_values(model):
 
 
 @controls("CRED-02")
+def clients(stack: settings.StackSettings, vhost: str) -> list[tuple[str, str]]:
+    """(service, role) of each of the vhost's broker clients: worker, producer, and its dashboard's monitor."""
+    return [(stack.worker_service(vhost), "worker"), (stack.producer_service(vhost), "producer"),
+            *([(stack.dashboard_service(vhost), stack.topology.MONITOR_ROLE)] if stack.dashboard else [])]
+
+
 def test_each_vhost_has_its_own_worker_and_producer_identity(model, stack):
     """stack.toml and compose.yaml agree: every vhost has its services, logging in as that vhost's own users."""
     for vhost in stack.vhosts:
-        for service_name, role in ((stack.worker_service(vhost), "worker"), (stack.producer_service(vhost), "producer")):
+        for service_name, role in clients(stack, vhost):
             service = model["services"].get(service_name)
             assert service is not None, f"stack.toml lists vhost {vhost} but compose.yaml has no {service_name}"
             url = service["environment"]["TASKS_BROKER_URL"]
@@ -94,7 +102,7 @@ def test_each_service_presents_its_own_identitys_certificate(model, stack, recor
     files = {name: Path(secret["file"]) for name, secret in model["secrets"].items()}
     presented = {}
     for vhost in stack.vhosts:
-        for service_name, role in ((stack.worker_service(vhost), "worker"), (stack.producer_service(vhost), "producer")):
+        for service_name, role in clients(stack, vhost):
             mounted = {entry["target"]: files[entry["source"]] for entry in model["services"][service_name]["secrets"]}
             presented[service_name] = (mounted["client.crt"].name, mounted["client.key"].name)
             identity = stack.topology.user_name(vhost, role)

@@ -20,12 +20,14 @@ from tools.broker_client import Endpoint, publish, read_dead_letters, task_excha
 
 controls = pytest.mark.controls
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-ROLES = ("worker", "producer", "auditor")
-LOGIN = settings.load(PROJECT_DIR).login
+STACK = settings.load(PROJECT_DIR)
+ROLES = STACK.roles                # worker, producer, auditor; and monitor with the dashboard (flower = https)
+LOGIN = STACK.login
 # Connections opened and closed one after another (the auditor's limit is 2): a short heartbeat bounds how long the
 # broker keeps counting one after it closed, when it misses the socket's end behind Docker's port proxy.
 BRIEF_HEARTBEAT = 15
 REPLY_QUEUE = "0b7c9a52-3f4e-4d7a-9c1e-2a5b6c7d8e9f"   # shaped like a Celery rpc reply queue
+EVENT_QUEUE = f"celeryev.{REPLY_QUEUE}"                 # shaped like Flower's event queue
 ADD = "{{ cookiecutter.package_name }}.tasks.arithmetic.add"
 
 
@@ -152,6 +154,10 @@ OPERATIONS = {
     # The evidence is a stream, read by a consumer (with a prefetch, which streams require), never by basic.get.
     "read dead letters": lambda ch: (ch.basic_qos(prefetch_count=1), ch.basic_consume("dead-letters", lambda *_: None)),
     "declare own reply queue": lambda ch: ch.queue_declare(REPLY_QUEUE, auto_delete=True),
+    # What the dashboard's monitor does to read task events (flower = https: the event exchange exists).
+    **({"read task events": lambda ch: (ch.queue_declare(EVENT_QUEUE, auto_delete=True),
+                                        ch.queue_bind(EVENT_QUEUE, STACK.topology.EVENT_EXCHANGE, "#"),
+                                        ch.basic_get(EVENT_QUEUE))} if STACK.dashboard else {}),
 }
 # What each role may do; every other cell must be refused with 403 ACCESS_REFUSED.
 ALLOWED = {
@@ -161,6 +167,8 @@ ALLOWED = {
                "purge tasks queue"},
     "producer": {"publish a task via task exchange", "declare own reply queue"},
     "auditor": {"read dead letters"},
+    # Reads the workers' task events: publishes nowhere, reads no task, result or dead letter (MON-03).
+    "monitor": {"read task events"},
 }
 
 

@@ -112,10 +112,11 @@ def test_the_broker_healthcheck_fails_once_its_certificate_has_expired(stack, re
 
 @controls("RUN-05")
 def test_dependencies_pinned_by_hash_and_no_build_tools(stack):
-    lock = (stack.project_dir / "requirements" / "worker.lock").read_text()
-    requirements = re.findall(r"^([A-Za-z0-9_.-]+)==\S+ \\$", lock, flags=re.M)
-    blocks = re.split(r"^(?=[A-Za-z0-9_.-]+==)", lock, flags=re.M)[1:]
-    assert requirements and all("--hash=sha256:" in block for block in blocks)
+    for lock_file in sorted((stack.project_dir / "requirements").glob("*.lock")):   # worker's, dashboard's
+        lock = lock_file.read_text()
+        requirements = re.findall(r"^([A-Za-z0-9_.-]+)==\S+ \\$", lock, flags=re.M)
+        blocks = re.split(r"^(?=[A-Za-z0-9_.-]+==)", lock, flags=re.M)[1:]
+        assert requirements and all("--hash=sha256:" in block for block in blocks), lock_file
     worker = next(iter(stack.workers.values()))
     for tool in ("gcc", "cc", "make", "pip", "pip3"):
         assert worker.exec_run(["sh", "-c", f"command -v {tool}"]).exit_code != 0, f"{tool} in the final image"

@@ -29,7 +29,7 @@ STACK = settings.load()
 # Certificate login (x509 EXTERNAL) or password login: a few weakenings differ between the two.
 CERTIFICATE_LOGIN = STACK.login == "certificate"
 # name -> the controls whose tests must fail under it.
-EXPECTED_FAILURES = catalog.expected_failures(STACK.login, STACK.project_dir)
+EXPECTED_FAILURES = catalog.expected_failures(STACK.login, STACK.project_dir, STACK.dashboard)
 
 # name -> [(file, regular expression, replacement)], applied to the file's text in a copy of the project.
 PROJECT_EDITS = {
@@ -141,6 +141,14 @@ import %(package)s.redaction as redaction
 from celery.utils.saferepr import saferepr
 redaction.argument_reprs = lambda schema, args, kwargs: {"argsrepr": saferepr(args), "kwargsrepr": saferepr(kwargs)}
 """
+# The dashboards (flower = https) started with one change to the shipped launcher, src/<package>/dashboard.py:
+# name -> the statement run on that module before it serves.
+DASHBOARD_PATCHES = {
+    # "The dashboard is on loopback anyway": Flower with no login, as it ships.
+    "dashboardnoauth": "basic_auth = lambda: []",
+    # "Operators want to retry and revoke from the dashboard": every Flower route back, /metrics included.
+    "dashboardwritable": "served_handlers = lambda handlers: list(handlers)",
+}
 WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "nohostcheck": PATCH_NO_HOST_CHECK,
                   "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK, "noredaction": PATCH_NO_REDACTION}
 
@@ -232,7 +240,8 @@ CLIENT_PATCHES: dict[str, Callable[[pytest.MonkeyPatch, settings.StackSettings],
 ENVIRONMENT_SECRETS = {"envsecret"}
 
 # Every weakening this module can make; the catalog's test checks it against the catalog's `weakened_by`.
-IMPLEMENTED = {*PROJECT_EDITS, *CONFIG_SWAPS, *WORKER_PATCHES, *DEFINITION_EDITS, *CLIENT_PATCHES, *ENVIRONMENT_SECRETS}
+IMPLEMENTED = {*PROJECT_EDITS, *CONFIG_SWAPS, *WORKER_PATCHES, *DEFINITION_EDITS, *CLIENT_PATCHES, *ENVIRONMENT_SECRETS,
+               *DASHBOARD_PATCHES}
 
 
 def selected() -> str | None:
@@ -284,6 +293,10 @@ class Weakening:
                     worker = {"environment": {"TASKS_BROKER_PASSWORD": password}}
             if worker:
                 services[self.stack.worker_service(vhost)] = worker
+            if self.name in DASHBOARD_PATCHES:
+                module = f"{self.stack.package}.dashboard"
+                services[self.stack.dashboard_service(vhost)] = {"command": [
+                    "python3", "-c", f"import sys, {module} as d; d.{DASHBOARD_PATCHES[self.name]}; sys.exit(d.serve())"]}
         return self.scratch.write("weakening.compose.yaml", yaml.safe_dump(override, sort_keys=False))
 
     def patch_clients(self) -> None:
