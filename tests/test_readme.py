@@ -5,7 +5,7 @@ import ast
 import re
 
 from tests.support.bake import REPO_ROOT
-from tests.support.catalog import controls, default_bake_weakenings, password_login_only_weakenings
+from tests.support.catalog import controls, default_bake_weakenings, variant_only_weakenings
 
 WEAKENINGS = REPO_ROOT / "template" / "{{cookiecutter.project_slug}}" / "tests" / "security" / "weakenings.py"
 # "TLS-01", and the short forms the tables use: "RUN-01..04" (a range), "VAL-01/02" (a list).
@@ -59,5 +59,5 @@ def test_the_readmes_weakening_tables_are_the_catalogs():
                  for row in table_after(readme, "| Weakening | What changes | Controls that must fail |")}
     edits = {re.match(r"`([a-z-]+)`", row[0]).group(1): control_ids(row[1])
              for row in table_after(readme, "| Edit of a shipped file | Controls that must fail |")}
-    assert {**overrides, **edits} == default_bake_weakenings() | password_login_only_weakenings()
+    assert {**overrides, **edits} == default_bake_weakenings() | variant_only_weakenings()
     assert set(edits) == project_edits()

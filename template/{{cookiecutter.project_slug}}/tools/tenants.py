@@ -56,10 +56,9 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
         f"      TASKS_BROKER_URL: {url('worker')}\n"
         f"      # The queues whose tasks this tenant runs (TEN-03, allowlist.py); any other task is dead-lettered, never run.\n"
         f"      TASKS_ALLOWED_QUEUES: \"{','.join(stack.tenant_queues(vhost))}\"\n"
-        + (f"      TASKS_SEND_EVENTS: \"true\"       # for its dashboard (MON-02): task events, JSON, read by its monitor\n"
+        + ("      TASKS_SEND_EVENTS: \"true\"       # for its dashboard (MON-02): task events, JSON, read by its monitor\n"
            if stack.dashboard else "")
-        + 
-        f"    tmpfs:\n      - /tmp:size=64m,uid={uid},gid={gid},mode=0700\n"
+        + f"    tmpfs:\n      - /tmp:size=64m,uid={uid},gid={gid},mode=0700\n"
         f"    volumes:\n      - data-{vhost}:/data\n"
         f"{secrets('worker')}"
         f"    mem_limit: 512m\n    pids_limit: 256\n    cpus: 1.0\n"

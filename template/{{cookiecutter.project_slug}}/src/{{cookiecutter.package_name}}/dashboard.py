@@ -112,7 +112,7 @@ def serve() -> int:
                         receiver = EventReceiver(connection, handlers={"*": self.on_event}, app=self.capp)
                         delay = 1
                         receiver.capture(limit=None, timeout=None, wakeup=False)
-                except Exception as exc:     # the broker restarting, say: reconnect, as Flower does
+                except Exception as exc:  # noqa: BLE001 - any loss (a broker restart, say): reconnect, as Flower does
                     print(json.dumps({"event": "dashboard.events_lost", "error": f"{type(exc).__name__}: {exc}",
                                       "retry_in_s": delay}), file=sys.stderr, flush=True)
                     time.sleep(delay)

@@ -40,7 +40,7 @@ USER_LIMITS = {
     "worker": {"max-connections": 8, "max-channels": 64},
     "producer": {"max-connections": 16, "max-channels": 64},
     "auditor": {"max-connections": 2, "max-channels": 8},
-    "monitor": {"max-connections": 2, "max-channels": 8},
+    "monitor": {"max-connections": 4, "max-channels": 16},    # the dashboard holds two
 }
 # Operator policies bound every queue of a vhost; clients cannot lift them (queue arguments and user policies only
 # ever make them stricter). Worst case per vhost on the broker's disk: 3 x 64 MiB + 29 reply queues x 16 MiB.

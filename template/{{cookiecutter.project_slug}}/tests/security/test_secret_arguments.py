@@ -22,8 +22,25 @@ def log_lines_of(worker, task_id: str) -> list[dict]:
     return [line for line in lines if task_id in line.get("message", "") or line.get("task_id") == task_id]
 
 
+def dashboard_text(stack, vhost: str, secrets_dir, task_ids: list[str]) -> str:
+    """What the tenant's dashboard (flower = https) shows of these tasks, once it has seen each finish: its task
+    list and each task's page. Empty without a dashboard."""
+    from tests.security.test_dashboard import login_header, request
+    if not stack.stack.dashboard:
+        return ""
+    port, header = stack.dashboard_port(vhost), login_header(secrets_dir, stack.stack.dashboard_service(vhost))
+
+    def finished() -> bool:
+        status, body = request(port, "/api/tasks", header)
+        shown = json.loads(body) if status == 200 else {}
+        return all(shown.get(task, {}).get("state") in ("SUCCESS", "FAILURE") for task in task_ids)
+    wait_until(finished, timeout=60, what="the dashboard showing every task finished")
+    return "".join(request(port, path, header)[1] for path in ["/api/tasks", *(f"/task/{task}" for task in task_ids)])
+
+
 @controls("LOG-01")
-def test_a_secret_argument_is_masked_in_headers_logs_and_refusals(stack, vhosts, celery_client, record_property):
+def test_a_secret_argument_is_masked_in_headers_logs_and_refusals(stack, vhosts, celery_client, test_secrets,
+                                                                  record_property):
     from {{ cookiecutter.package_name }}.errors import InvalidTaskArguments
     from {{ cookiecutter.package_name }}.tasks.accounts import set_api_token
     worker = stack.workers[vhosts[0]]
@@ -63,8 +80,15 @@ def test_a_secret_argument_is_masked_in_headers_logs_and_refusals(stack, vhosts,
     worker_log = logs(worker)
     for secret in (ours, by_name, refused):
         assert secret not in worker_log, "a secret argument is in the worker's log"
+    # The dashboard (flower = https) shows the arguments of the workers' task events: masked too.
+    shown = dashboard_text(stack, vhosts[0], test_secrets, [sent.id, forged.id, invalid.id])
+    for secret in (ours, by_name, refused):
+        assert secret not in shown, "a secret argument is on the dashboard"
+    assert not stack.stack.dashboard or MASK in shown
     received = [line for line in log_lines_of(worker, forged.id) if "received" in line["message"]]
     assert received and MASK in received[0]["kwargs"] and "102" in received[0]["kwargs"], received
     record_property("evidence", f"3 calls with a secret token: our producer's headers {headers['argsrepr']} "
                                 f"{headers['kwargsrepr']}; the worker logged the by-name call as "
-                                f"{received[0]['kwargs']}; refusal: {caught.value}; no secret in the worker's log")
+                                f"{received[0]['kwargs']}; refusal: {caught.value}; no secret in the worker's log"
+                                + (f"; the dashboard's task list and pages ({len(shown)} characters): masked"
+                                   if shown else ""))

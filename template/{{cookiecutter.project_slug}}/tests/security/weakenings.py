@@ -142,12 +142,12 @@ from celery.utils.saferepr import saferepr
 redaction.argument_reprs = lambda schema, args, kwargs: {"argsrepr": saferepr(args), "kwargsrepr": saferepr(kwargs)}
 """
 # The dashboards (flower = https) started with one change to the shipped launcher, src/<package>/dashboard.py:
-# name -> the statement run on that module before it serves.
+# name -> (the statement run on that module before it serves, extra environment).
 DASHBOARD_PATCHES = {
-    # "The dashboard is on loopback anyway": Flower with no login, as it ships.
-    "dashboardnoauth": "basic_auth = lambda: []",
+    # "The dashboard is on loopback anyway": Flower with no login, its API opened as its documentation says.
+    "dashboardnoauth": ("basic_auth = lambda: []", {"FLOWER_UNAUTHENTICATED_API": "true"}),
     # "Operators want to retry and revoke from the dashboard": every Flower route back, /metrics included.
-    "dashboardwritable": "served_handlers = lambda handlers: list(handlers)",
+    "dashboardwritable": ("served_handlers = lambda handlers: list(handlers)", {}),
 }
 WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "nohostcheck": PATCH_NO_HOST_CHECK,
                   "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK, "noredaction": PATCH_NO_REDACTION}
@@ -294,9 +294,9 @@ class Weakening:
             if worker:
                 services[self.stack.worker_service(vhost)] = worker
             if self.name in DASHBOARD_PATCHES:
-                module = f"{self.stack.package}.dashboard"
-                services[self.stack.dashboard_service(vhost)] = {"command": [
-                    "python3", "-c", f"import sys, {module} as d; d.{DASHBOARD_PATCHES[self.name]}; sys.exit(d.serve())"]}
+                module, (statement, environment) = f"{self.stack.package}.dashboard", DASHBOARD_PATCHES[self.name]
+                services[self.stack.dashboard_service(vhost)] = {"environment": environment, "command": [
+                    "python3", "-c", f"import sys, {module} as d; d.{statement}; sys.exit(d.serve())"]}
         return self.scratch.write("weakening.compose.yaml", yaml.safe_dump(override, sort_keys=False))
 
     def patch_clients(self) -> None:
