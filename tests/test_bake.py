@@ -15,7 +15,7 @@ VARIANTS = {
     "defaults": {},
     "one-vhost": {"vhosts": "solo"},
     "three-vhosts": {"vhosts": "alpha,beta-2,gamma"},
-    "management-https": {"management_ui": "https"},
+    "management-https-flower": {"management_ui": "https", "flower": "https"},
     "password-login": {"broker_login": "password", "broker_metrics": "off"},
     "no-results": {"result_backend": "none"},
     "egress-allowed": {"worker_egress": "allowed"},
@@ -23,7 +23,7 @@ VARIANTS = {
                       "package_name": "zh_pay2", "broker_host": "mq.internal.example", "worker_uid": "4242",
                       "worker_gid": "4343", "vhosts": "t1,tenant-with-long-name"},
 }
-UNRENDERED = re.compile(r"\{\{|\{%|\bcookiecutter\.(project|package|vhosts|worker|broker|management|result|python|rabbitmq|_)")
+UNRENDERED = re.compile(r"\{\{|\{%|\bcookiecutter\.(project|package|vhosts|worker|broker|management|flower|result|python|rabbitmq|_)")
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -71,6 +71,11 @@ def test_keys_and_passwords_are_private_but_readable_by_their_container_user(bak
             readers |= {f"pki/{vhost}-{role}.key": reader}
             if answers.get("broker_login") == "password":       # certificate login (the default) has no passwords
                 readers |= {f"secrets/{vhost}-{role}.password": reader}
+        if answers.get("flower") == "https":   # its monitor identity, its HTTPS key and login: its container alone
+            readers |= {f"pki/{vhost}-monitor.key": {uid}, f"pki/dashboard-{vhost}.key": {uid},
+                        f"secrets/dashboard-{vhost}.password": {uid},
+                        **({f"secrets/{vhost}-monitor.password": {uid}} if answers.get("broker_login") == "password"
+                           else {})}
     found = {str(p.relative_to(project)) for p in [*(project / "pki").glob("*.key"), *(project / "pki-root").iterdir(),
                                                    *(project / "secrets").iterdir()]}
     assert found == set(readers)
@@ -121,6 +126,17 @@ def test_stack_toml_matches_the_answers(baked):
     assert stack["broker"]["login"] == answers.get("broker_login", "certificate")
     assert stack["broker"]["metrics"] == answers.get("broker_metrics", "tls")
     assert (project / "monitoring" / "alerts.yml").exists() == (stack["broker"]["metrics"] == "tls")
+    assert stack["monitoring"]["flower"] == answers.get("flower", "off")
+    dashboard = stack["monitoring"]["flower"] == "https"
+    package = project / "src" / project.name.replace("-", "_") if "package_name" not in answers else \
+        project / "src" / answers["package_name"]
+    assert (package / "dashboard.py").exists() == dashboard
+    assert (project / "requirements" / "dashboard.lock").exists() == dashboard
+    vhosts = stack["workers"]["vhosts"]
+    assert {path.name for path in (project / "pki").glob("dashboard-*.crt")} == \
+        ({f"dashboard-{vhost}.crt" for vhost in vhosts} if dashboard else set())
+    assert {path.name for path in (project / "secrets").glob("dashboard-*.password")} == \
+        ({f"dashboard-{vhost}.password" for vhost in vhosts} if dashboard else set())
 
 
 def test_baked_unit_and_static_tests_pass(baked):

@@ -21,6 +21,7 @@ from tls import (
     ChownRequired,
     PKIError,
     add_client,
+    add_local_server,
     add_server,
     bootstrap_pki,
     create_root_ca,
@@ -428,6 +429,19 @@ def test_add_server_when_missing(pki: Path):
     assert not (pki / "broker.crt").exists()
     add_server(pki, "rabbitmq")
     assert describe(pki / "broker.crt")["sans"] == ["rabbitmq", "localhost", "127.0.0.1"]
+
+
+def test_add_local_server_certifies_loopback_only_and_refuses_reserved_names(pki: Path):
+    created = add_local_server(pki, "dashboard-billing")
+    assert {p.name for p in created} == {"dashboard-billing.crt", "dashboard-billing.key"}
+    info = describe(pki / "dashboard-billing.crt")
+    assert info["sans"] == ["localhost", "127.0.0.1"] and info["eku"] == ["serverAuth"]   # never the broker's name
+    verify_chain(load_certificate(pki / "issuing-ca.crt"), load_certificate(pki / "dashboard-billing.crt"))
+    before = snapshot(pki)
+    for taken in ("dashboard-billing", "broker", "issuing-ca"):
+        with pytest.raises(PKIError, match="reserved"):
+            add_local_server(pki, taken)
+    assert snapshot(pki) == before
 
 
 def test_rotate_archives_old_pair_and_keeps_identity(pki: Path):

@@ -31,7 +31,7 @@ def test_baked_definitions_have_no_guest_and_one_identity_per_vhost_and_role():
     assert "guest" not in names
     vhosts = [vhost["name"] for vhost in definitions["vhosts"]]
     assert "/" not in vhosts
-    identities = {f"{v}-{r}" for v in vhosts for r in ("worker", "producer", "auditor")}
+    identities = {f"{v}-{r}" for v in vhosts for r in stack.roles}     # + monitor with the dashboard
     assert names == (identities | {f"{identity}.b" for identity in identities} if stack.passwords else identities)
     for permission in definitions["permissions"]:
         assert permission["user"].startswith(permission["vhost"] + "-")
@@ -42,7 +42,8 @@ def test_baked_credentials_match_the_login():
     Password login: a password file per identity, and its hash in the definitions."""
     stack = settings.load(PROJECT)
     users = json.loads((PROJECT / "secrets" / "definitions.json").read_text())["users"]
-    files = {path.stem for path in (PROJECT / "secrets").glob("*.password")}
+    # (The dashboards' logins, flower = https, are no broker credentials.)
+    files = {path.stem for path in (PROJECT / "secrets").glob("*.password")} - set(stack.dashboard_certificates)
     if stack.passwords:
         hashed = {user["name"] for user in users if user["password_hash"]}
         assert files == set(stack.identities) and hashed == set(stack.identities)

@@ -34,7 +34,8 @@ def test_compose_file_and_definitions_agree_with_stack_toml():
     assert tenants.out_of_date(stack) == []
     compose = yaml.safe_load((PROJECT / "compose.yaml").read_text())
     assert {name for name in compose["services"] if name != "broker"} == {
-        service for vhost in stack.vhosts for service in (stack.worker_service(vhost), stack.producer_service(vhost))}
+        service for vhost in stack.vhosts for service in (stack.worker_service(vhost), stack.producer_service(vhost),
+                                                          *([stack.dashboard_service(vhost)] if stack.dashboard else []))}
     definitions = json.loads((PROJECT / "secrets" / "definitions.json").read_text())
     assert [vhost["name"] for vhost in definitions["vhosts"]] == list(stack.vhosts)
     assert [user["name"] for user in definitions["users"]] == stack.broker_users
@@ -59,21 +60,29 @@ def test_add_then_remove_a_tenant_in_one_command_each(copy):
     assert worker["environment"]["TASKS_BROKER_URL"].startswith("amqps://support-worker@")
     assert worker["environment"]["TASKS_ALLOWED_QUEUES"] == "tasks,priority"
     assert "data-support" in compose["volumes"]
-    for identity in ("support-worker", "support-producer", "support-auditor"):
+    identities = [f"support-{role}" for role in stack.roles]       # and support-monitor with the dashboard
+    for identity in identities:
         assert (copy / "pki" / f"{identity}.crt").exists() and (copy / "pki" / f"{identity}.key").exists()
         assert (copy / "secrets" / f"{identity}.password").exists() == stack.passwords   # none with certificate login
     definitions = json.loads((copy / "secrets" / "definitions.json").read_text())
-    assert {"support-worker", "support-producer", "support-auditor"} <= {user["name"] for user in definitions["users"]}
+    assert set(identities) <= {user["name"] for user in definitions["users"]}
+    # flower = https: its dashboard too, with its own HTTPS pair and login.
+    dashboard = [stack.dashboard_service("support")] if stack.dashboard else []
+    for name in dashboard:
+        assert compose["services"][name]["environment"]["TASKS_BROKER_URL"].startswith("amqps://support-monitor@")
+        assert compose["services"]["worker-support"]["environment"]["TASKS_SEND_EVENTS"] == "true"
+        assert (copy / "pki" / f"{name}.crt").exists() and (copy / "secrets" / f"{name}.password").exists()
 
     assert tenants.main(["--project-dir", str(copy), "remove", "support"]) == 0
     after = snapshot(copy)
     assert after["stack.toml"] == before["stack.toml"] and after["compose.yaml"] == before["compose.yaml"]
-    support_users = 6 if stack.passwords else 3       # with password login each identity has two users
+    support_users = len(identities) * (2 if stack.passwords else 1)     # with password login each identity has two
     assert {user["name"] for user in json.loads(after["secrets/definitions.json"])["users"]} == \
         set(stack.broker_users[:-support_users])
     # Its passwords deleted; its certificates revoked (archived, the CRL the broker reads lists them).
-    assert not list((copy / "secrets").glob("support-*")) and not list((copy / "pki").glob("support-*"))
-    assert len(list((copy / "pki" / "archive").rglob("support-*.crt"))) == 3
+    leftovers = [*(copy / "secrets").glob("*support*"), *(copy / "pki").glob("*support*")]
+    assert leftovers == []
+    assert len(list((copy / "pki" / "archive").rglob("*support*.crt"))) == len(identities) + len(dashboard)
 
 
 @pytest.mark.parametrize("arguments, message", [
