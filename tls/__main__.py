@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import PKIError
+from .metrics import exposition
 from .pki_directory import (DEFAULT_CA_NAME, DEFAULT_DIR, add_client, add_server, bootstrap_pki, check_crl, check_pki,
                             leaf_names, load_root, rebuild_crl, replace_issuing_ca, revoke, root_key_on_host, rotate,
                             rotate_issuing_ca, under_previous)
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", parents=[common, root], help="show certificates; exit 1 if any needs attention")
     p.add_argument("--warn-days", type=int, default=30)
+
+    sub.add_parser("metrics", parents=[common],
+                   help="print each certificate's expiry and usability as Prometheus metrics (textfile collector)")
     return parser
 
 
@@ -172,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         _print_written(replaced.written)
     elif args.command == "inspect":
         return _inspect(args.dir, args.warn_days, args.root_dir)
+    elif args.command == "metrics":
+        print(exposition(args.dir), end="")
     return EXIT_OK
 
 

@@ -64,7 +64,7 @@ def tenant_of_user(user: str | None, stack: settings.StackSettings) -> str | Non
     for vhost in stack.vhosts:
         # Each identity's own name, and with password login its second user (topology.password_users).
         if any(user in stack.topology.password_users(stack.topology.user_name(vhost, role))
-               for role in stack.topology.ROLES):
+               for role in stack.roles):
             return vhost
     return None
 

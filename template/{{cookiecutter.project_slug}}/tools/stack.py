@@ -23,6 +23,16 @@ def up(project: ComposeProject) -> None:
         images.build_images(project.project_dir)
     with step("starting broker and workers; waiting until every healthcheck passes"):
         project.up(capture=False)
+    print_dashboards(project, settings.load(project.project_dir))
+
+
+def print_dashboards(project: ComposeProject, stack: settings.StackSettings) -> None:
+    """Where each tenant's dashboard (flower = https) listens: the engine picks the loopback port at each start."""
+    for vhost in stack.vhosts if stack.dashboard else ():
+        container = project.container(stack.dashboard_service(vhost))
+        port = container.attrs["NetworkSettings"]["Ports"][f"{settings.DASHBOARD_PORT}/tcp"][0]["HostPort"]
+        print(f"    {stack.dashboard_service(vhost)}: https://localhost:{port}/ (trust pki/ca.crt; user operator, "
+              f"password in secrets/{stack.dashboard_service(vhost)}.password)")
 
 
 def run_demo_client(project: ComposeProject, vhost: str) -> None:

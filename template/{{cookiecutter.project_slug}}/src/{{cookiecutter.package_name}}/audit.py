@@ -13,6 +13,12 @@ MESSAGE = "message.refused"              # malformed, undecodable, or naming an 
 ARGUMENTS = "arguments.refused"          # arguments that fail the task's schema: the body never ran
 
 EVENTS = (SERIALIZER, HEADER_POLICY, ALLOW_LIST, MESSAGE, ARGUMENTS)
+# The dashboard's (flower = https, dashboard.py): a request without its login, a route it does not serve (an
+# action, /metrics), a TLS handshake it refused (plain HTTP, an old version, a weak suite).
+DASHBOARD_LOGIN = "dashboard-login.refused"
+DASHBOARD_ROUTE = "dashboard-route.refused"
+DASHBOARD_TLS = "dashboard-tls.refused"
+DASHBOARD_EVENTS = (DASHBOARD_LOGIN, DASHBOARD_ROUTE, DASHBOARD_TLS)
 
 
 def tenant_of(app) -> str | None:

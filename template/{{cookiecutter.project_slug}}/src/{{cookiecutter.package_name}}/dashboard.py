@@ -12,6 +12,9 @@
 
     python -m {{ cookiecutter.package_name }}.dashboard          # serve (the dashboard image's command)
     python -m {{ cookiecutter.package_name }}.dashboard check    # healthcheck: an authenticated HTTPS request
+
+Each refusal is one audit line (LOG-02, audit.py): a request without the login, a route not served, a refused TLS
+handshake; nothing else is logged per request (tornado's access log stays off: paths can carry task ids).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import asyncio
 import base64
 import http.client
 import json
+import logging
 import os
 import signal
 import socket
@@ -26,6 +30,9 @@ import ssl
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import audit
 
 PORT = 5555
 SECRETS_DIR = Path(os.environ.get("SECRETS_DIR", "/run/secrets"))
@@ -44,6 +51,36 @@ SERVED_ROUTES = frozenset({
     r"/api/workers", r"/api/tasks", r"/api/task/types", r"/api/task/info/(.*)",
     r"/static/(.*)", r"/login/?", r"/logout", r".*",
 })
+
+
+def tenant() -> str | None:
+    """The vhost this dashboard watches (its monitor's broker URL)."""
+    return urlsplit(os.environ.get("TASKS_BROKER_URL", "")).path.lstrip("/") or None
+
+
+def audit_line(event: str, **details) -> None:
+    print(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": "ERROR", "event": event,
+                      "tenant": tenant(), **details}), flush=True)
+
+
+def log_request(handler) -> None:
+    """tornado's log_function: an audit line for a refused request, nothing for the others."""
+    status, request = handler.get_status(), handler.request
+    event = {401: audit.DASHBOARD_LOGIN, 403: audit.DASHBOARD_ROUTE, 404: audit.DASHBOARD_ROUTE}.get(status)
+    if event:
+        audit_line(event, status=status, method=request.method, path=request.path[:200], client=request.remote_ip)
+
+
+class RefusedHandshakes(logging.Filter):
+    """tornado's "SSL Error on <fd> <peer>: <reason>" warning, turned into the audit line (and nothing else)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        arguments = record.args if isinstance(record.args, tuple) else ()
+        if not str(record.msg).startswith("SSL Error") or len(arguments) < 3:
+            return True
+        peer, reason = arguments[1], arguments[2]
+        audit_line(audit.DASHBOARD_TLS, client=peer[0] if isinstance(peer, tuple) else str(peer), detail=str(reason))
+        return False
 
 
 def read_login(path: Path = LOGIN_FILE) -> tuple[str, str]:
@@ -113,8 +150,8 @@ def serve() -> int:
                         delay = 1
                         receiver.capture(limit=None, timeout=None, wakeup=False)
                 except Exception as exc:  # noqa: BLE001 - any loss (a broker restart, say): reconnect, as Flower does
-                    print(json.dumps({"event": "dashboard.events_lost", "error": f"{type(exc).__name__}: {exc}",
-                                      "retry_in_s": delay}), file=sys.stderr, flush=True)
+                    print(json.dumps({"level": "WARNING", "message": "task events lost; reconnecting",
+                                      "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay}), flush=True)
                     time.sleep(delay)
                     delay = min(delay * 2, 30)
 
@@ -132,12 +169,13 @@ def serve() -> int:
     flower.app.default_handlers = served_handlers(flower.urls.handlers)
     loop = IOLoop.current()
     events = EventsOnly(app, io_loop=loop, enable_events=False, max_tasks_in_memory=MAX_TASKS)
+    logging.getLogger("tornado.general").addFilter(RefusedHandshakes())
     dashboard = ReadOnlyFlower(capp=app, options=options, events=events, io_loop=loop, ssl_options=tls_context(),
-                               **flower.urls.settings)
+                               **{**flower.urls.settings, "log_function": log_request})
     loop.asyncio_loop.add_signal_handler(signal.SIGTERM, dashboard.stop)
     dashboard.start_http_server()
-    print(json.dumps({"event": "dashboard.ready", "port": PORT, "routes": len(flower.app.default_handlers)}),
-          flush=True)
+    print(json.dumps({"level": "INFO", "message": "dashboard ready", "port": PORT, "tenant": tenant(),
+                      "routes": len(flower.app.default_handlers)}), flush=True)
     dashboard.start()
     return 0
 

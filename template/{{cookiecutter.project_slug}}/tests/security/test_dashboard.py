@@ -15,16 +15,17 @@ from pathlib import Path
 import pytest
 from pika.exceptions import ChannelClosedByBroker
 
-from tests.harness.readiness import wait_for_log
+from tests.harness.readiness import wait_until
 from tests.security.probes import legacy_context
-from tools import credentials
+from tools import audit, credentials
 from tools.broker_client import publish, task_message
 
 controls = pytest.mark.controls
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ADD = "{{ cookiecutter.package_name }}.tasks.arithmetic.add"
 SERVER_NAME = "localhost"             # the only DNS name a dashboard's certificate carries
-PLAINTEXT_REFUSED = "[SSL: HTTP_REQUEST] http request"     # tornado's log line for plain HTTP on its TLS port
+PLAINTEXT_REFUSED = "[SSL: HTTP_REQUEST] http request"     # why tornado refuses plain HTTP on its TLS port
+LOGIN_REFUSED, ROUTE_REFUSED, TLS_REFUSED = "dashboard-login.refused", "dashboard-route.refused", "dashboard-tls.refused"
 # Flower's calls that act (send, revoke, shut down, resize...), and the two it serves without a login.
 ACTIONS = [("POST", f"/api/task/async-apply/{ADD}"), ("POST", f"/api/task/send-task/{ADD}"),
            ("POST", f"/api/task/apply/{ADD}"), ("POST", "/api/task/revoke/{task}"), ("POST", "/api/task/abort/{task}"),
@@ -69,6 +70,18 @@ def plaintext_reply(port: int) -> bytes:
             return repr(exc).encode()
 
 
+def audit_events(stack, vhost: str, since: float, event: str, count: int) -> list[dict]:
+    """The dashboard's audit events of one kind since `since`, once there are `count` of them (python -m tools.audit,
+    as an operator collects them)."""
+    source = stack.stack.dashboard_service(vhost)
+
+    def found() -> list[dict]:
+        return [e for e in audit.collect(stack.project, stack.stack, since)
+                if e["source"] == source and e["event"] == event and e.get("tenant") == vhost]
+    wait_until(lambda: len(found()) >= count, timeout=30, interval=1, what=f"{count} {event} events from {source}")
+    return found()
+
+
 def no_dashboard(stack, test_secrets) -> str:
     """flower = off: nothing of the dashboard exists (asserted); the evidence line."""
     definitions = json.loads((test_secrets / "definitions.json").read_text())
@@ -101,6 +114,7 @@ def test_the_dashboard_serves_https_only_and_only_to_its_login(stack, vhosts, da
         record_property("evidence", no_dashboard(stack, test_secrets))
         return
     vhost, port, header = dashboard
+    since = time.time()
     served = request(port, "/api/tasks", header)
     anonymous = request(port, "/api/tasks")
     wrong = request(port, "/api/tasks", {"Authorization": "Basic " + base64.b64encode(b"operator:guess").decode()})
@@ -111,13 +125,14 @@ def test_the_dashboard_serves_https_only_and_only_to_its_login(stack, vhosts, da
     weak.maximum_version = ssl.TLSVersion.TLSv1_2
     weak.set_ciphers("ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0")         # CBC with SHA-1: no AEAD
     weak_cipher = request(port, "/api/tasks", header, context=weak)
-    refused_before = sum(PLAINTEXT_REFUSED in line for line in
-                         stack.dashboards[vhost].logs().decode(errors="replace").splitlines())
     plain = plaintext_reply(port)
-    wait_for_log(stack.dashboards[vhost], PLAINTEXT_REFUSED, timeout=10, occurrences=refused_before + 1)
+    # Each refusal is one audit line (LOG-02): three handshakes, two logins plus the other tenants'.
+    handshakes = audit_events(stack, vhost, since, TLS_REFUSED, 3)
+    logins = audit_events(stack, vhost, since, LOGIN_REFUSED, 2 + len(others))
     record_property("evidence", f"{stack.stack.dashboard_service(vhost)}: with its login {served[0]}; without "
                                 f"{anonymous[0]}; a wrong password {wrong[0]}; other tenants' logins {another_tenants}; "
-                                f"TLS 1.1 {legacy[0]}; a CBC suite {weak_cipher[0]}; plain HTTP {plain[:40]!r} (log: {PLAINTEXT_REFUSED})")
+                                f"TLS 1.1 {legacy[0]}; a CBC suite {weak_cipher[0]}; plain HTTP {plain[:40]!r}; audit: "
+                                f"{[e['detail'] for e in handshakes]}, {len(logins)} {LOGIN_REFUSED}")
     assert served[0] == 200 and json.loads(served[1]) is not None
     assert anonymous[0] == 401 and wrong[0] == 401
     assert another_tenants == [401] * len(others)
@@ -125,6 +140,8 @@ def test_the_dashboard_serves_https_only_and_only_to_its_login(stack, vhosts, da
     assert "TLSV1_ALERT_PROTOCOL_VERSION" in str(legacy[0]), legacy
     assert "SSLV3_ALERT_HANDSHAKE_FAILURE" in str(weak_cipher[0]), weak_cipher
     assert not plain.startswith(b"HTTP/"), plain
+    assert any(PLAINTEXT_REFUSED in e["detail"] for e in handshakes), handshakes
+    assert all(e["status"] == 401 and e["path"] == "/api/tasks" for e in logins), logins
 
 
 @controls("MON-03")
@@ -134,6 +151,7 @@ def test_the_dashboard_shows_tasks_and_can_do_nothing_else(stack, dashboard, cel
         record_property("evidence", no_dashboard(stack, test_secrets))
         return
     vhost, port, header = dashboard
+    since = time.time()
     result = celery_client.send_task(ADD, args=(2, 3))
     assert result.get(timeout=60) == 5
     deadline, shown = time.monotonic() + 60, {}
@@ -155,9 +173,10 @@ def test_the_dashboard_shows_tasks_and_can_do_nothing_else(stack, dashboard, cel
             broker_says = "published"
         except ChannelClosedByBroker as exc:
             broker_says = f"{exc.reply_code} {exc.reply_text}"
+    routes = audit_events(stack, vhost, since, ROUTE_REFUSED, len(ACTIONS) + len(UNAUTHENTICATED_BY_DESIGN))
     record_property("evidence", f"task {result.id} shown as {shown.get('state')} by {worker}; its page "
                                 f"{page[0]}; actions {acted}; {open_by_design}; the monitor publishing a task: "
-                                f"{broker_says}")
+                                f"{broker_says}; {len(routes)} {ROUTE_REFUSED} audit events")
     assert page[0] == 200 and result.id in page[1]
     assert set(acted.values()) == {404}, acted
     assert set(open_by_design.values()) == {404}, open_by_design

@@ -14,6 +14,7 @@ import pytest
 
 from tests.security.probes import listeners, revoke_for_the_test_stack, throwaway_client
 from tls import bootstrap_pki
+from tls.metrics import exposition
 from tools.broker_client import Endpoint
 from tools.settings import METRICS_SCRAPER
 
@@ -21,6 +22,7 @@ controls = pytest.mark.controls
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 METRICS_PORT, PLAINTEXT_METRICS_PORT = 15691, 15692
 RULE_METRIC = re.compile(r"\b(rabbitmq_[a-z_]+)")
+PKI_RULE_METRIC = re.compile(r"\b(pki_[a-z_]+)")
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -94,3 +96,26 @@ def test_metrics_are_served_over_mutual_tls_only(stack, vhosts, test_pki, tmp_pa
         f"a project certificate before and after its revocation: {before_revocation}, {after_revocation[:200]}"
     assert not plain.startswith(b"HTTP/"), plain
     assert missing == [], f"monitoring/alerts.yml watches metrics the broker does not serve: {missing}"
+
+
+@controls("MON-01")
+def test_the_pki_alert_rules_watch_what_tls_metrics_exports(stack, test_pki, record_property):
+    """The certificate alerts (expiring within 30 days, unusable) watch `python -m tls metrics`, which the README has
+    written into node_exporter's textfile collector: every metric they name is in it, for every certificate the
+    stack mounts, each usable now."""
+    if stack.stack.metrics != "tls":
+        assert not (PROJECT_DIR / "monitoring").exists()
+        record_property("evidence", "broker_metrics = off: no monitoring/ (no alert rules to check)")
+        return
+    rules = (PROJECT_DIR / "monitoring" / "alerts.yml").read_text()
+    watched = sorted(set(PKI_RULE_METRIC.findall(rules)))
+    exported = exposition(test_pki)
+    lines = [line for line in exported.splitlines() if not line.startswith("#")]
+    missing = [name for name in watched if not any(line.startswith(name + "{") for line in lines)]
+    names = {labels["name"] for labels in samples(lines, "pki_certificate_usable")}
+    unusable = [line for line in lines if line.startswith("pki_certificate_usable{") and line.endswith(" 0")]
+    record_property("evidence", f"rules watch {watched}; exported for {len(names)} certificates; unusable: "
+                                f"{unusable}; missing: {missing}")
+    assert watched and missing == []
+    assert {"broker", *stack.stack.client_certificates} <= names
+    assert unusable == []
