@@ -12,6 +12,7 @@ REFUSALS = [
     ({"vhosts": "billing,analytics,billing"}, "vhosts lists billing more than once"),
     ({"vhosts": "billing, analytics"}, "must not contain spaces"),
     ({"vhosts": "a/b"}, "vhost 'a/b' must be"),
+    ({"vhosts": "billing,dashboard"}, "vhost 'dashboard' is reserved"),
     ({"payment_vhosts": "payroll"}, "payment_vhosts names payroll, which is not among the vhosts 'billing,analytics'"),
     ({"payment_vhosts": "billing, analytics"}, "payment_vhosts 'billing, analytics' must not contain spaces"),
     ({"worker_uid": "0"}, "worker_uid must not be 0: workers never run as root."),
@@ -25,6 +26,7 @@ REFUSALS = [
     ({"rabbitmq_image": "rabbitmq"}, "must be a pinned image reference"),
     ({"rabbitmq_image": "rabbitmq:3.13.7"}, "is not RabbitMQ 4.x; the broker configuration is for 4.x only"),
     ({"management_ui": "http"}, "http provided for choice variable management_ui, but the choices are"),
+    ({"flower": "on"}, "on provided for choice variable flower, but the choices are"),
 ]
 
 

@@ -9,11 +9,17 @@ VHOST = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
 MAX_VHOSTS = 16
 
 
+RESERVED_VHOSTS = ("dashboard",)
+
+
 def vhost_problem(name: str) -> str | None:
     """Why `name` cannot be a vhost, in one sentence, or None."""
     if not VHOST.match(name):
         return (f"vhost {name!r} must be 2-24 characters of lowercase letters, digits and hyphens, "
                 "starting with a letter and not ending with a hyphen.")
+    if name in RESERVED_VHOSTS:
+        return (f"vhost {name!r} is reserved: the dashboards' certificates and logins are named "
+                f"{name}-<vhost>, which its own users' would collide with; choose another name.")
     return None
 
 

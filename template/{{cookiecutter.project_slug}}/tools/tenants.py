@@ -93,8 +93,9 @@ def render_dashboard(stack: settings.StackSettings, vhost: str, url: str, secret
         f"    image: {stack.images.dashboard}\n"
         f"    user: \"{uid}:{gid}\"\n"
         f"    depends_on:\n      broker:\n        condition: service_healthy\n"
-        f"    # Like the broker it joins `edge`, the only network a port can be published from; on loopback only.\n"
-        f"    networks: [backend, edge]\n"
+        f"    # Only on `edge`, with the broker: never on `backend` with the workers (their tasks may run attacker-influenced\n"
+        f"    # code), and `edge` is the only network a port can be published from (here on loopback only).\n"
+        f"    networks: [edge]\n"
         f"    ports:\n      - \"127.0.0.1::{settings.DASHBOARD_PORT}\"\n"
         f"    environment:\n      TASKS_BROKER_URL: {url}\n"
         f"    command: [\"python3\", \"-m\", \"{stack.package}.dashboard\"]\n"
@@ -228,7 +229,8 @@ def add(project_dir: Path, vhost: str, priority: bool = False) -> list[str]:
     if problem:
         raise TenantError(problem)
     pki = stack.project_dir / "pki"
-    existing = [name for name in identities(stack, vhost) if (pki / f"{name}.crt").exists()]
+    dashboards = [stack.dashboard_service(vhost)] if stack.dashboard else []
+    existing = [name for name in [*identities(stack, vhost), *dashboards] if (pki / f"{name}.crt").exists()]
     if existing:
         raise TenantError(f"pki/ already holds a certificate for {', '.join(existing)}; revoke it first "
                           f"(`python -m tls revoke {existing[0]}`) or choose another name.")
@@ -245,8 +247,9 @@ def add(project_dir: Path, vhost: str, priority: bool = False) -> list[str]:
     write_tenants(stack, [*stack.vhosts, vhost], [*stack.priority_vhosts, *([vhost] if priority else [])])
     sync(project_dir)
     credentials.generate(project_dir)
+    services = [stack.worker_service(vhost), *([stack.dashboard_service(vhost)] if stack.dashboard else [])]
     return ["docker compose exec broker broker-boot reconcile   # the broker loads the new vhost, users and grants",
-            f"docker compose up -d --wait {stack.worker_service(vhost)}   # its worker",
+            f"docker compose up -d --wait {' '.join(services)}   # its worker{' and dashboard' if stack.dashboard else ''}",
             f"docker compose run --rm {stack.producer_service(vhost)}   # a task through the new tenant"]
 
 

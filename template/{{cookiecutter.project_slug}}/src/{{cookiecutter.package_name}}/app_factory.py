@@ -6,17 +6,27 @@ Containers get their app from celery_app.py (settings from the environment); tes
 """
 import importlib
 
+import celery.events.event
 from celery import Celery
+from kombu import Exchange
 
-from . import config, logging_setup, serialization  # noqa: F401  (logging_setup connects its signal handler)
+from . import config, logging_setup, serialization, topology  # noqa: F401  (logging_setup connects its signal handler)
 from .liveness import Liveness
 from .broker_settings import BrokerSettings
 from .validation import RequireSchemas, ValidatedTask
 
 
+def declare_event_exchange_passively() -> None:
+    """Task events (only with the dashboard) go through an exchange the broker declares from its definitions.
+    Celery re-declares it before use, which needs the configure permission, which also allows deleting it or
+    declaring it anew with another type: a passive declare only checks that it is there, and needs none."""
+    celery.events.event.event_exchange = Exchange(topology.EVENT_EXCHANGE, type="topic", passive=True)
+
+
 def create_app(broker: BrokerSettings) -> Celery:
     # Module attributes looked up at call time, so that a weakened stack's patch of them takes effect.
     serialization.remove_unsafe_serializers()
+    declare_event_exchange_passively()
     app = Celery(__package__, task_cls=ValidatedTask)
     app.config_from_object(config.build_config(broker))
     app.steps["consumer"].add(Liveness)

@@ -14,11 +14,13 @@ ARGUMENTS = "arguments.refused"          # arguments that fail the task's schema
 
 EVENTS = (SERIALIZER, HEADER_POLICY, ALLOW_LIST, MESSAGE, ARGUMENTS)
 # The dashboard's (flower = https, dashboard.py): a request without its login, a route it does not serve (an
-# action, /metrics), a TLS handshake it refused (plain HTTP, an old version, a weak suite).
+# action, /metrics) or that failed, a TLS handshake it refused (plain HTTP, an old version, a weak suite), a task
+# event it could not read.
 DASHBOARD_LOGIN = "dashboard-login.refused"
 DASHBOARD_ROUTE = "dashboard-route.refused"
 DASHBOARD_TLS = "dashboard-tls.refused"
-DASHBOARD_EVENTS = (DASHBOARD_LOGIN, DASHBOARD_ROUTE, DASHBOARD_TLS)
+DASHBOARD_EVENT = "dashboard-event.refused"
+DASHBOARD_EVENTS = (DASHBOARD_LOGIN, DASHBOARD_ROUTE, DASHBOARD_TLS, DASHBOARD_EVENT)
 
 
 def tenant_of(app) -> str | None:

@@ -1,9 +1,10 @@
 """Flower, Celery's dashboard, as this project serves it (MON-02, MON-03): one per vhost, in its own image.
 
-* HTTPS only, TLS 1.2 or 1.3 with AEAD suites, a certificate of the project's CA for localhost (the dashboard is
-  reached through its port published on loopback, nowhere else);
+* HTTPS only, TLS 1.2 or 1.3 with AEAD suites, a certificate of the project's CA for localhost (from the host, the
+  dashboard is reached through its port published on loopback; in the stack it shares a network with the broker
+  only, never with the workers, whose tasks may run attacker-influenced code);
 * a login on every page and API call (HTTP Basic over that TLS; the password is a secret file, never an argument,
-  an environment variable or a log line);
+  an environment variable or a log line); only its static files (CSS, scripts) and its logout page answer without;
 * read-only: only the pages and API calls that read are routed at all; Flower's own read-only switch is on as well,
   and its broker user (the vhost's monitor) may publish nowhere, so even a routing mistake could not send, revoke or
   shut down anything. /metrics and /healthcheck, which Flower serves without a login, are not routed either;
@@ -14,7 +15,7 @@
     python -m {{ cookiecutter.package_name }}.dashboard check    # healthcheck: an authenticated HTTPS request
 
 Each refusal is one audit line (LOG-02, audit.py): a request without the login, a route not served, a refused TLS
-handshake; nothing else is logged per request (tornado's access log stays off: paths can carry task ids).
+handshake; nothing else is logged per request (no access log, no URI: queries can carry search terms).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ CA_FILE = SECRETS_DIR / "ca.crt"
 SERVER_NAME = "localhost"                              # the only DNS name its certificate carries
 AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"           # TLS 1.2; TLS 1.3's suites are all AEAD
 MAX_TASKS = 10_000                                     # tasks kept in memory (Flower's default is 100,000)
+RECEIVING = "dashboard receiving task events"          # logged once its event queue is bound (tests wait for it)
 
 # The routes served (Flower's own patterns): pages and API calls that read. Everything else, including every
 # control and task-sending call, /broker (it would call the management API), /metrics and /healthcheck, falls
@@ -64,23 +66,28 @@ def audit_line(event: str, **details) -> None:
 
 
 def log_request(handler) -> None:
-    """tornado's log_function: an audit line for a refused request, nothing for the others."""
+    """tornado's log_function: an audit line for each refused or failed request (the path only: no query string,
+    no header), nothing for the others. `client` is the engine's proxy address behind a published port."""
     status, request = handler.get_status(), handler.request
-    event = {401: audit.DASHBOARD_LOGIN, 403: audit.DASHBOARD_ROUTE, 404: audit.DASHBOARD_ROUTE}.get(status)
-    if event:
-        audit_line(event, status=status, method=request.method, path=request.path[:200], client=request.remote_ip)
+    if status >= 400:
+        audit_line(audit.DASHBOARD_LOGIN if status == 401 else audit.DASHBOARD_ROUTE, status=status,
+                   method=request.method, path=request.path[:200], client=request.remote_ip)
 
 
-class RefusedHandshakes(logging.Filter):
-    """tornado's "SSL Error on <fd> <peer>: <reason>" warning, turned into the audit line (and nothing else)."""
+class TornadoLines(logging.Filter):
+    """tornado's own lines about requests, which carry the full URI (a search term, a task id): its "SSL Error on
+    <fd> <peer>: <reason>" warning becomes the audit line; its "<status> <method> <uri>: <reason>" warnings go
+    (log_request has written the refusal)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         arguments = record.args if isinstance(record.args, tuple) else ()
-        if not str(record.msg).startswith("SSL Error") or len(arguments) < 3:
-            return True
-        peer, reason = arguments[1], arguments[2]
-        audit_line(audit.DASHBOARD_TLS, client=peer[0] if isinstance(peer, tuple) else str(peer), detail=str(reason))
-        return False
+        message = str(record.msg)
+        if message.startswith("SSL Error") and len(arguments) >= 3:
+            peer, reason = arguments[1], arguments[2]
+            audit_line(audit.DASHBOARD_TLS, client=peer[0] if isinstance(peer, tuple) else str(peer),
+                       detail=str(reason))
+            return False
+        return not message.startswith("%d %s")
 
 
 def read_login(path: Path = LOGIN_FILE) -> tuple[str, str]:
@@ -130,6 +137,8 @@ def serve() -> int:
     # Flower and tornado are in the dashboard image only (requirements/dashboard.lock), not in the workers'.
     import flower.app
     import flower.urls
+    import flower.views
+    from tornado.web import HTTPError
     from flower.events import Events
     from flower.options import options
     from celery.events import EventReceiver
@@ -137,23 +146,44 @@ def serve() -> int:
 
     from .celery_app import app
 
-    class EventsOnly(Events):
-        """Flower's event capture without its wake-up broadcast to the workers (a publish to their mailboxes,
-        which the monitor may not make)."""
+    class DashboardReceiver(EventReceiver):
+        """Celery's event receiver on one connection (kombu's consumer loop would open a second one and leave the
+        first idle until the broker drops it), with no wake-up broadcast to the workers (a publish to their
+        mailboxes, which the monitor may not make), saying when events flow in."""
 
+        ready = False
+
+        def create_connection(self):
+            return self.connection
+
+        def on_consume_ready(self, connection, channel, consumers, **kwargs):
+            self.ready = True
+            print(json.dumps({"level": "INFO", "message": RECEIVING, "tenant": tenant()}), flush=True)
+            super().on_consume_ready(connection, channel, consumers, wakeup=False)
+
+        def _receive(self, body, message, *args, **kwargs):
+            """A malformed event (a worker runs tenant code, which may publish anything the worker may) is
+            dropped with an audit line, not allowed to stop the dashboard's event stream."""
+            try:
+                super()._receive(body, message, *args, **kwargs)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                audit_line(audit.DASHBOARD_EVENT, reason=type(exc).__name__)
+
+    class EventsOnly(Events):
         def run(self):
             delay = 1
             while True:
+                receiver = None
                 try:
                     with self.capp.connection() as connection:
-                        receiver = EventReceiver(connection, handlers={"*": self.on_event}, app=self.capp)
-                        delay = 1
+                        receiver = DashboardReceiver(connection, handlers={"*": self.on_event}, app=self.capp)
                         receiver.capture(limit=None, timeout=None, wakeup=False)
                 except Exception as exc:  # noqa: BLE001 - any loss (a broker restart, say): reconnect, as Flower does
+                    # Back off while no attempt gets as far as receiving (a refusal would otherwise repeat each second).
+                    delay = 1 if receiver is not None and receiver.ready else min(delay * 2, 60)
                     print(json.dumps({"level": "WARNING", "message": "task events lost; reconnecting",
                                       "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay}), flush=True)
                     time.sleep(delay)
-                    delay = min(delay * 2, 30)
 
     class ReadOnlyFlower(flower.app.Flower):
         def update_workers(self, workername=None):
@@ -169,12 +199,21 @@ def serve() -> int:
     flower.app.default_handlers = served_handlers(flower.urls.handlers)
     loop = IOLoop.current()
     events = EventsOnly(app, io_loop=loop, enable_events=False, max_tasks_in_memory=MAX_TASKS)
-    logging.getLogger("tornado.general").addFilter(RefusedHandshakes())
+    logging.getLogger("tornado.general").addFilter(TornadoLines())
+    # A login that is not ASCII makes Flower's comparison raise (a 500 with a traceback): a refused login instead.
+    login_check = flower.views.BaseHandler.get_current_user
+
+    def current_user(handler):
+        try:
+            return login_check(handler)
+        except TypeError:
+            raise HTTPError(401) from None
+    flower.views.BaseHandler.get_current_user = current_user
     dashboard = ReadOnlyFlower(capp=app, options=options, events=events, io_loop=loop, ssl_options=tls_context(),
                                **{**flower.urls.settings, "log_function": log_request})
     loop.asyncio_loop.add_signal_handler(signal.SIGTERM, dashboard.stop)
     dashboard.start_http_server()
-    print(json.dumps({"level": "INFO", "message": "dashboard ready", "port": PORT, "tenant": tenant(),
+    print(json.dumps({"level": "INFO", "message": "dashboard serving", "port": PORT, "tenant": tenant(),
                       "routes": len(flower.app.default_handlers)}), flush=True)
     dashboard.start()
     return 0

@@ -50,6 +50,11 @@ QUEUE_MAX_BYTES = 64 * 2**20
 REPLY_QUEUE_MAX_BYTES = 16 * 2**20
 REPLY_QUEUE_MAX_LENGTH = QUEUE_MAX_LENGTH
 REPLY_QUEUE_EXPIRES_MS = 3_600_000  # an unused reply queue goes away after an hour (results expire then too)
+# A dashboard's event queue (Celery asks for a 60 s expiry and a 5 s message TTL; a monitor's key cannot ask for
+# more): events that no dashboard reads in time are dropped, never piled up.
+EVENT_QUEUE_MAX_LENGTH = 10_000
+EVENT_QUEUE_MAX_BYTES = 4 * 2**20
+EVENT_QUEUE_EXPIRES_MS = 60_000
 
 
 def user_name(vhost: str, role: str) -> str:
@@ -96,6 +101,9 @@ def operator_policies() -> list[dict]:
         {"name": "bounded-reply-queues", "pattern": REPLY_QUEUE_PATTERN, "priority": 1,
          "definition": {"max-length": REPLY_QUEUE_MAX_LENGTH, "max-length-bytes": REPLY_QUEUE_MAX_BYTES,
                         "expires": REPLY_QUEUE_EXPIRES_MS}},
+        {"name": "bounded-event-queues", "pattern": EVENT_QUEUE_PATTERN, "priority": 2,
+         "definition": {"max-length": EVENT_QUEUE_MAX_LENGTH, "max-length-bytes": EVENT_QUEUE_MAX_BYTES,
+                        "expires": EVENT_QUEUE_EXPIRES_MS}},
         {"name": "bounded-queues", "pattern": ".*", "priority": 0, "definition": {"max-length-bytes": QUEUE_MAX_BYTES}},
     ]
 
@@ -114,8 +122,7 @@ def roles(dashboard: bool) -> tuple[str, ...]:
 
 def permissions(role: str, events: bool = False) -> dict:
     """Least-privilege configure/write/read regexes for a role inside its own vhost. `events`: the workers publish
-    task events (only for the dashboard; Celery declares the event exchange before each first publish, hence
-    configure on that one name)."""
+    task events (only for the dashboard) to the event exchange, which the broker declares (app_factory.py)."""
     nothing = "^$"
     task_queues = "^(" + "|".join(TASK_QUEUES) + ")$"
     task_exchange = f"^{TASK_EXCHANGE}$"
@@ -123,16 +130,16 @@ def permissions(role: str, events: bool = False) -> dict:
     table = {
         # Consumes task queues, publishes retries and chain steps (task exchange) and rpc results (the default
         # exchange, to the caller's reply queue); declares nothing (queues come from definitions).
-        "worker": {"configure": rf"^{EVENT_EXCHANGE}$" if events else nothing,
+        "worker": {"configure": nothing,
                    "write": rf"^(amq\.default|{TASK_EXCHANGE}{'|' + EVENT_EXCHANGE if events else ''})$",
                    "read": task_queues},
         # Publishes tasks through the task exchange only; may only declare and read its own rpc reply queue.
         "producer": {"configure": REPLY_QUEUE_PATTERN, "write": task_exchange, "read": REPLY_QUEUE_PATTERN},
         # Reads dead letters for forensics; nothing else.
         "auditor": {"configure": nothing, "write": nothing, "read": f"^{DEAD_LETTER_QUEUE}$"},
-        # Declares its own event queue and binds it to the event exchange; publishes nowhere (no write on any
-        # exchange), reads no task queue, result or dead letter.
-        "monitor": {"configure": rf"^({EVENT_EXCHANGE}|{events_queue})$", "write": f"^{events_queue}$",
+        # Declares its own event queue and binds it to the event exchange (which it cannot change: configure is on
+        # its queue alone); publishes nowhere (no write on any exchange), reads no task queue, result or dead letter.
+        "monitor": {"configure": f"^{events_queue}$", "write": f"^{events_queue}$",
                     "read": rf"^({EVENT_EXCHANGE}|{events_queue})$"},
     }
     return table[role]

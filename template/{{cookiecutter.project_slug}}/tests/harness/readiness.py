@@ -3,6 +3,7 @@ import time
 
 BROKER_READY = "definitions reconciled"       # broker/boot.sh, once RabbitMQ is up and holds only what definitions say
 WORKER_READY = " ready."                      # Celery's worker, once it consumes
+DASHBOARD_READY = "dashboard receiving task events"   # src/<package>/dashboard.py, once its event queue is bound
 
 
 class StartupFailed(RuntimeError):

@@ -17,7 +17,8 @@ import docker
 import pika
 from pika.exceptions import ProbableAccessDeniedError
 
-from tests.harness.readiness import BROKER_READY, WORKER_READY, wait_for_connection_room, wait_for_log
+from tests.harness.readiness import (BROKER_READY, DASHBOARD_READY, WORKER_READY, wait_for_connection_room,
+                                     wait_for_log)
 from tools import file_access, images, settings
 from tools.broker_client import Endpoint
 from tools.compose import ComposeProject
@@ -108,11 +109,13 @@ class StackUnderTest:
         self.project.down(stop_timeout=1)           # leftovers of an interrupted run under the same name
         self.project.up(*services, wait=False)
         wait_for_log(self.broker, BROKER_READY, timeout=120)
-        workers = [self.project.container(self.stack.worker_service(v)) for v in self.stack.vhosts
-                   if not services or self.stack.worker_service(v) in services]
-        if workers:
-            with ThreadPoolExecutor(max_workers=len(workers)) as pool:
-                list(pool.map(lambda worker: wait_for_log(worker, WORKER_READY, timeout=90), workers))
+        ready = [(self.project.container(self.stack.worker_service(v)), WORKER_READY) for v in self.stack.vhosts
+                 if not services or self.stack.worker_service(v) in services]
+        ready += [(self.project.container(self.stack.dashboard_service(v)), DASHBOARD_READY) for v in self.stack.vhosts
+                  if self.stack.dashboard and (not services or self.stack.dashboard_service(v) in services)]
+        if ready:
+            with ThreadPoolExecutor(max_workers=len(ready)) as pool:
+                list(pool.map(lambda waiting: wait_for_log(*waiting, timeout=90), ready))
         return self
 
     def run_one_off(self, service: str, *command: str, env: dict | None = None, volumes: dict | None = None,

@@ -75,13 +75,13 @@ def test_secrets_are_files_never_environment_values(model):
         assert set(secret) == {"name", "file"} or "file" in secret, f"secret {name} is not a file: {secret}"
 
 
-@controls("CRED-02")
 def clients(stack: settings.StackSettings, vhost: str) -> list[tuple[str, str]]:
     """(service, role) of each of the vhost's broker clients: worker, producer, and its dashboard's monitor."""
     return [(stack.worker_service(vhost), "worker"), (stack.producer_service(vhost), "producer"),
             *([(stack.dashboard_service(vhost), stack.topology.MONITOR_ROLE)] if stack.dashboard else [])]
 
 
+@controls("CRED-02")
 def test_each_vhost_has_its_own_worker_and_producer_identity(model, stack):
     """stack.toml and compose.yaml agree: every vhost has its services, logging in as that vhost's own users."""
     for vhost in stack.vhosts:
@@ -125,6 +125,8 @@ def test_workers_are_on_internal_networks_only(model, stack, record_property):
             outside = sorted(name for name in networks[service] if not internal[name])
             expected = ["egress"] if stack.worker_egress == "allowed" and service.startswith("worker-") else []
             assert outside == expected, f"{service} joins {outside}"
+        if stack.dashboard:      # MON-02: the dashboard never shares a network with the workers
+            assert sorted(networks[stack.dashboard_service(vhost)]) == ["edge"], networks[stack.dashboard_service(vhost)]
 
 
 def broker_setting(stack: settings.StackSettings, key: str) -> str:

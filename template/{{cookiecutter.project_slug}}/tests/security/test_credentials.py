@@ -157,14 +157,19 @@ OPERATIONS = {
     # What the dashboard's monitor does to read task events (flower = https: the event exchange exists).
     **({"read task events": lambda ch: (ch.queue_declare(EVENT_QUEUE, auto_delete=True),
                                         ch.queue_bind(EVENT_QUEUE, STACK.topology.EVENT_EXCHANGE, "#"),
-                                        ch.basic_get(EVENT_QUEUE))} if STACK.dashboard else {}),
+                                        ch.basic_get(EVENT_QUEUE)),
+        "publish a task event": lambda ch: (ch.confirm_delivery(),
+                                            ch.basic_publish(STACK.topology.EVENT_EXCHANGE, "task.probe", b"{}")),
+        # if_unused: a role that may delete gets 406 (the dashboard's queue is bound) and the exchange survives.
+        "delete the event exchange": lambda ch: ch.exchange_delete(STACK.topology.EVENT_EXCHANGE, if_unused=True),
+        } if STACK.dashboard else {}),
 }
 # What each role may do; every other cell must be refused with 403 ACCESS_REFUSED.
 ALLOWED = {
     # Purging needs only read permission in RabbitMQ, so a consumer can always purge (documented limit).
     # Workers write results to reply queues through the default exchange; producers only the task exchange.
     "worker": {"consume tasks", "publish via default exchange", "publish a task via task exchange",
-               "purge tasks queue"},
+               "purge tasks queue", "publish a task event"},
     "producer": {"publish a task via task exchange", "declare own reply queue"},
     "auditor": {"read dead letters"},
     # Reads the workers' task events: publishes nowhere, reads no task, result or dead letter (MON-03).

@@ -54,7 +54,7 @@ def test_a_user_the_definitions_no_longer_list_is_removed(stack, vhosts, tmp_pat
         if held.is_open:
             held.close()
     # The legitimate path: every shipped identity still logs in and a producer still sends a task.
-    for role in ("worker", "producer", "auditor"):
+    for role in stack.stack.roles:
         with stack.connect(own, role):
             pass
     with endpoint.connect(own, "producer") as connection:

@@ -117,5 +117,5 @@ def test_the_pki_alert_rules_watch_what_tls_metrics_exports(stack, test_pki, rec
     record_property("evidence", f"rules watch {watched}; exported for {len(names)} certificates; unusable: "
                                 f"{unusable}; missing: {missing}")
     assert watched and missing == []
-    assert {"broker", *stack.stack.client_certificates} <= names
+    assert {"broker", *stack.stack.client_certificates, *stack.stack.dashboard_certificates} <= names
     assert unusable == []

@@ -89,6 +89,7 @@ def test_add_then_remove_a_tenant_in_one_command_each(copy):
     (["add", "Support"], "vhost 'Support' must be 2-24 characters"),
     (["add", "FIRST"], "is already a tenant"),
     (["add", "x"], "vhost 'x' must be 2-24 characters"),
+    (["add", "dashboard"], "vhost 'dashboard' is reserved"),
     (["remove", "nobody"], "'nobody' is not a tenant"),
 ])
 def test_bad_input_is_refused_with_a_reason_and_changes_nothing(copy, capsys, arguments, message):
