@@ -57,7 +57,7 @@ def drop_unused_dashboard():
     """The dashboard's code and lock only where it is baked in (flower = https)."""
     if {{ cookiecutter.flower | tojson }} != "https":
         for path in ("requirements/dashboard.in", "requirements/dashboard.lock",
-                     "src/{{ cookiecutter.package_name }}/dashboard.py"):
+                     "src/{{ cookiecutter.package_name }}/dashboard.py", "tests/unit/test_dashboard.py"):
             (PROJECT / path).unlink()
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import audit
+from .liveness import INTERVAL_SECONDS, LIVENESS_FILE, STALE_AFTER_SECONDS, seconds_since_alive
 
 PORT = 5555
 SECRETS_DIR = Path(os.environ.get("SECRETS_DIR", "/run/secrets"))
@@ -152,6 +153,7 @@ def serve() -> int:
         mailboxes, which the monitor may not make), saying when events flow in."""
 
         ready = False
+        last_beat = 0.0
 
         def create_connection(self):
             return self.connection
@@ -160,6 +162,13 @@ def serve() -> int:
             self.ready = True
             print(json.dumps({"level": "INFO", "message": RECEIVING, "tenant": tenant()}), flush=True)
             super().on_consume_ready(connection, channel, consumers, wakeup=False)
+
+        def on_iteration(self):
+            """Each turn of the consuming loop (at least once a second): the healthcheck's sign that events are
+            still being read (the workers' liveness file, liveness.py), written every few seconds."""
+            if self.ready and time.monotonic() - self.last_beat >= INTERVAL_SECONDS:
+                LIVENESS_FILE.write_text(f"{time.time():.0f}\n", encoding="ascii")
+                self.last_beat = time.monotonic()
 
         def _receive(self, body, message, *args, **kwargs):
             """A malformed event (a worker runs tenant code, which may publish anything the worker may) is
@@ -175,7 +184,9 @@ def serve() -> int:
             while True:
                 receiver = None
                 try:
-                    with self.capp.connection() as connection:
+                    # With heartbeats (Celery's app.connection() has none): a broker that stops answering is noticed
+                    # within two intervals, the stream reconnects, and meanwhile the healthcheck goes unhealthy.
+                    with self.capp.connection(heartbeat=self.capp.conf.broker_heartbeat) as connection:
                         receiver = DashboardReceiver(connection, handlers={"*": self.on_event}, app=self.capp)
                         receiver.capture(limit=None, timeout=None, wakeup=False)
                 except Exception as exc:  # noqa: BLE001 - any loss (a broker restart, say): reconnect, as Flower does
@@ -220,12 +231,20 @@ def serve() -> int:
 
 
 def check(port: int = PORT) -> int:
-    """Healthcheck: an authenticated request over verified HTTPS to this container's own dashboard (so an expired
-    dashboard certificate fails it too), and the monitor's client certificate still valid."""
+    """Healthcheck: the event stream read within the last 30 s, an authenticated request over verified HTTPS to this
+    container's own dashboard (so an expired dashboard certificate fails it too), and the monitor's client
+    certificate still valid."""
     from .broker_settings import client_certificate_file
     from .certificate_expiry import expiry_report
 
     valid, certificate = expiry_report(Path(client_certificate_file()))
+    age = seconds_since_alive(LIVENESS_FILE)
+    if age is None:
+        print(f"unhealthy: not receiving task events yet; {certificate}")
+        return 1
+    if age > STALE_AFTER_SECONDS:
+        print(f"unhealthy: no task events read for {age:.0f}s (the event stream is down); {certificate}")
+        return 1
     context = ssl.create_default_context(cafile=str(CA_FILE))
     user, password = read_login()
     token = base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -1,19 +1,17 @@
 """Container healthcheck: healthy while the worker's liveness file is fresh and its client certificate valid
 (exit 0), else exit 1. The output, kept in `docker inspect`'s health log, also says when the certificate expires."""
 import sys
-import time
 from pathlib import Path
 
 from .certificate_expiry import expiry_report
-from .liveness import LIVENESS_FILE, STALE_AFTER_SECONDS
+from .liveness import LIVENESS_FILE, STALE_AFTER_SECONDS, seconds_since_alive
 from .broker_settings import client_certificate_file
 
 
 def main() -> int:
     valid, certificate = expiry_report(Path(client_certificate_file()))
-    try:
-        age = time.time() - LIVENESS_FILE.stat().st_mtime
-    except FileNotFoundError:
+    age = seconds_since_alive(LIVENESS_FILE)
+    if age is None:
         print(f"unhealthy: {LIVENESS_FILE} missing (worker not connected yet); {certificate}")
         return 1
     if age > STALE_AFTER_SECONDS:

@@ -11,6 +11,14 @@ INTERVAL_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 
 
+def seconds_since_alive(path: Path) -> float | None:
+    """How long ago the liveness file `path` was last written; None if it was never written (not connected yet)."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 class Liveness(bootsteps.StartStopStep):
     """Consumer bootstep: remote control is disabled, so `celery inspect ping` cannot serve as a probe."""
 
