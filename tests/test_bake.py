@@ -18,12 +18,12 @@ VARIANTS = {
     "management-https-flower": {"management_ui": "https", "flower": "https"},
     "password-login": {"broker_login": "password", "broker_metrics": "off"},
     "no-results": {"result_backend": "none"},
-    "egress-allowed": {"worker_egress": "allowed"},
+    "egress-allowed-sentry": {"worker_egress": "allowed", "error_reports": "sentry"},
     "unusual-names": {"project_name": "Zürich Payments Ops", "project_slug": "zh-pay-2",
                       "package_name": "zh_pay2", "broker_host": "mq.internal.example", "worker_uid": "4242",
                       "worker_gid": "4343", "vhosts": "t1,tenant-with-long-name"},
 }
-UNRENDERED = re.compile(r"\{\{|\{%|\bcookiecutter\.(project|package|vhosts|worker|broker|management|flower|result|python|rabbitmq|_)")
+UNRENDERED = re.compile(r"\{\{|\{%|\bcookiecutter\.(project|package|vhosts|worker|broker|management|flower|error|result|python|rabbitmq|_)")
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -76,6 +76,8 @@ def test_keys_and_passwords_are_private_but_readable_by_their_container_user(bak
                         f"secrets/dashboard-{vhost}.password": {uid},
                         **({f"secrets/{vhost}-monitor.password": {uid}} if answers.get("broker_login") == "password"
                            else {})}
+    if answers.get("error_reports") == "sentry":   # the Sentry DSN and CA: every worker mounts them
+        readers |= {"secrets/error-reports.dsn": {uid}, "secrets/error-reports-ca.pem": {uid}}
     found = {str(p.relative_to(project)) for p in [*(project / "pki").glob("*.key"), *(project / "pki-root").iterdir(),
                                                    *(project / "secrets").iterdir()]}
     assert found == set(readers)
@@ -137,6 +139,13 @@ def test_stack_toml_matches_the_answers(baked):
         ({f"dashboard-{vhost}.crt" for vhost in vhosts} if dashboard else set())
     assert {path.name for path in (project / "secrets").glob("dashboard-*.password")} == \
         ({f"dashboard-{vhost}.password" for vhost in vhosts} if dashboard else set())
+    # error_reports = sentry: its code, its pins and two empty secret files (the DSN and a CA) for the operator to fill.
+    sentry = answers.get("error_reports", "off") == "sentry"
+    assert stack["monitoring"]["error_reports"] == answers.get("error_reports", "off")
+    assert (package / "error_reports.py").exists() == sentry
+    assert ("sentry-sdk==" in (project / "requirements" / "worker.lock").read_text()) == sentry
+    reports = [project / "secrets" / name for name in ("error-reports.dsn", "error-reports-ca.pem")]
+    assert [path.exists() and path.read_text() == "" for path in reports] == [sentry, sentry]
 
 
 def test_baked_unit_and_static_tests_pass(baked):

@@ -61,6 +61,14 @@ def drop_unused_dashboard():
             (PROJECT / path).unlink()
 
 
+def drop_unused_error_reports():
+    """The error reports' code and unit tests only where they are baked in (error_reports = sentry); the security
+    suite's LOG-03 test stays, and checks that nothing of them is in the stack."""
+    if {{ cookiecutter.error_reports | tojson }} != "sentry":
+        for path in ("src/{{ cookiecutter.package_name }}/error_reports.py", "tests/unit/test_error_reports.py"):
+            (PROJECT / path).unlink()
+
+
 def write_tenant_services():
     """compose.yaml's per-tenant services, volumes and secrets, generated from stack.toml (tools/tenants.py)."""
     from tools.tenants import sync
@@ -98,6 +106,7 @@ if __name__ == "__main__":
     make_pki()
     drop_unused_monitoring()
     drop_unused_dashboard()
+    drop_unused_error_reports()
     write_tenant_services()
     write_controls_table()
     make_credentials()

@@ -99,6 +99,13 @@ def check_rabbitmq_version(ref):
              "(3.x is end of life), e.g. 'rabbitmq:4.2.9'.")
 
 
+def check_error_reports(error_reports, worker_egress):
+    if error_reports == "sentry" and worker_egress != "allowed":
+        fail("error_reports 'sentry' sends each failed task's report from the workers to your Sentry, but "
+             "worker_egress 'none' gives them no route out of the stack; choose worker_egress 'allowed', or "
+             "error_reports 'off'.")
+
+
 if __name__ == "__main__":
     check_slug({{ cookiecutter.project_slug | tojson }})
     check_package({{ cookiecutter.package_name | tojson }})
@@ -110,3 +117,4 @@ if __name__ == "__main__":
     check_image("python_image", {{ cookiecutter.python_image | tojson }})
     check_image("rabbitmq_image", {{ cookiecutter.rabbitmq_image | tojson }})
     check_rabbitmq_version({{ cookiecutter.rabbitmq_image | tojson }})
+    check_error_reports({{ cookiecutter.error_reports | tojson }}, {{ cookiecutter.worker_egress | tojson }})

@@ -2,7 +2,8 @@
 
 Each control declares its tests (their `controls` markers name it) and the weakenings that must make those tests
 fail (`weakened_by`, plus `weakened_by_<login>_login` where the bake's login changes the outcome, and
-`weakened_by_flower` for the dashboard's, which only a bake with flower = https has). Derived here:
+`weakened_by_<feature>` for an optional part's, which only a bake with it has: `flower` for the dashboard's,
+`sentry` for the error reports'; settings.FEATURES). Derived here:
 
 * the weakened-run expectations, weakening -> the controls that must fail (tests/security/weakenings.py);
 * the README's security table, between the markers below:
@@ -38,17 +39,18 @@ def load(project_dir: Path = settings.PROJECT_DIR) -> dict[str, dict]:
     return {control["id"]: control for control in tomllib.loads((project_dir / CATALOG).read_text())["control"]}
 
 
-def weakenings_of(control: dict, login: str, dashboard: bool = False) -> list[str]:
+def weakenings_of(control: dict, login: str, features: frozenset[str] = frozenset()) -> list[str]:
     return [*control.get("weakened_by", []), *control.get(f"weakened_by_{login}_login", []),
-            *(control.get("weakened_by_flower", []) if dashboard else [])]
+            *(name for feature in settings.FEATURES if feature in features
+              for name in control.get(f"weakened_by_{feature}", []))]
 
 
 def expected_failures(login: str, project_dir: Path = settings.PROJECT_DIR,
-                      dashboard: bool = False) -> dict[str, set[str]]:
-    """weakening -> the controls whose tests must fail under it, for a bake with this login (and dashboard)."""
+                      features: frozenset[str] = frozenset()) -> dict[str, set[str]]:
+    """weakening -> the controls whose tests must fail under it, for a bake with this login (and these features)."""
     expected: dict[str, set[str]] = {}
     for control_id, control in load(project_dir).items():
-        for weakening in weakenings_of(control, login, dashboard):
+        for weakening in weakenings_of(control, login, features):
             expected.setdefault(weakening, set()).add(control_id)
     return expected
 
@@ -69,7 +71,7 @@ def table(stack: settings.StackSettings) -> str:
     rows = ["| Control | Threat | Configured in | Proven by | Weakened by (the suite then fails it) |",
             "|---|---|---|---|---|"]
     for control_id, control in load(stack.project_dir).items():
-        weakened = ", ".join(f"`{name}`" for name in weakenings_of(control, stack.login, stack.dashboard)) or \
+        weakened = ", ".join(f"`{name}`" for name in weakenings_of(control, stack.login, stack.features)) or \
             control.get("not_weakened", "none")
         configured_in = "; ".join(control["configured_in"]).replace("<package>", stack.package)
         cells = [f"**{control_id}** {control['title']}", control["threat"], configured_in,

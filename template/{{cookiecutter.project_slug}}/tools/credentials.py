@@ -86,6 +86,14 @@ def ensure_dashboard_logins(secrets_dir: Path, dashboards: Sequence[str]) -> Non
             write_private_file(path, credential_text(DASHBOARD_USER, secrets.token_urlsafe(PASSWORD_BYTES)))
 
 
+def ensure_error_report_files(secrets_dir: Path) -> None:
+    """The Sentry DSN and CA files (error_reports = sentry), empty until the operator fills them in: compose mounts
+    them from the start, and an empty DSN sends nothing. Existing ones are kept."""
+    for name in (settings.ERROR_REPORTS_DSN, settings.ERROR_REPORTS_CA):
+        if not (secrets_dir / name).exists():
+            write_private_file(secrets_dir / name, "")
+
+
 def upgrade_legacy(path: Path, user: str) -> None:
     """A password file from before CRED-08 (the password alone, on one line) becomes the credential of the
     identity's first user, in place (its read grant stays)."""
@@ -210,6 +218,8 @@ def generate(project_dir: Path, secrets_dir: Path | None = None) -> Path:
     secrets_dir.mkdir(mode=0o700, exist_ok=True)
     passwords = ensure_credentials(secrets_dir, stack.identities, stack.topology) if stack.passwords else None
     ensure_dashboard_logins(secrets_dir, stack.dashboard_certificates)
+    if stack.reports_errors:
+        ensure_error_report_files(secrets_dir)
     definitions_path = secrets_dir / "definitions.json"
     write_private_file(definitions_path, json.dumps(build_definitions(stack.vhosts, passwords, stack.topology,
                                                                       dashboard=stack.dashboard), indent=2))

@@ -12,6 +12,11 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 LOGINS = ("certificate", "password")
 METRICS_SCRAPER = "monitoring"    # the client certificate (pki/monitoring.crt) a Prometheus scrapes with (MON-01)
 DASHBOARD_PORT = 5555             # Flower's HTTPS port inside its container (MON-02)
+# The optional parts a bake may add, by bake option: each may carry its own controls and weakenings (the catalog's
+# `weakened_by_<feature>`), which exist only in a project that has it.
+FEATURES = ("flower", "sentry")
+ERROR_REPORTS_DSN = "error-reports.dsn"        # secrets/: the Sentry DSN (error_reports = sentry), empty until set
+ERROR_REPORTS_CA = "error-reports-ca.pem"      # secrets/: extra CA certificates for a self-hosted Sentry, or empty
 
 
 class SettingsError(ValueError):
@@ -44,6 +49,7 @@ class StackSettings:
     worker_gid: int
     worker_egress: str     # "none" (the broker only) or "allowed"
     flower: str            # "https" (a read-only Flower dashboard per vhost, MON-02/03) or "off"
+    error_reports: str     # "sentry" (failed tasks reported over verified HTTPS, secrets masked, LOG-03) or "off"
     vhosts: tuple[str, ...]
     priority_vhosts: tuple[str, ...]    # tenants whose workers also run the priority queue's tasks
 
@@ -69,6 +75,17 @@ class StackSettings:
     def dashboard(self) -> bool:
         """Whether each vhost has a Flower dashboard (and so its monitor role, and workers that send task events)."""
         return self.flower == "https"
+
+    @property
+    def reports_errors(self) -> bool:
+        """Whether the workers report failed tasks to a Sentry (and so mount its DSN and CA secret files)."""
+        return self.error_reports == "sentry"
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The optional parts (FEATURES) this bake has."""
+        return frozenset({"flower"} if self.dashboard else set()) | frozenset({"sentry"} if self.reports_errors
+                                                                               else set())
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -140,6 +157,12 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
     login = get("broker", "login")
     if login not in LOGINS:
         raise SettingsError(f"{path}: [broker] login is {login!r}; it must be one of {', '.join(LOGINS)}")
+    error_reports, egress = get("monitoring", "error_reports"), get("workers", "egress")
+    if error_reports not in ("off", "sentry"):
+        raise SettingsError(f"{path}: [monitoring] error_reports is {error_reports!r}; it must be off or sentry")
+    if error_reports == "sentry" and egress != "allowed":
+        raise SettingsError(f"{path}: [monitoring] error_reports = \"sentry\" needs [workers] egress = \"allowed\": "
+                            "the workers send their reports out of the stack")
     return StackSettings(
         project_dir=project_dir,
         project=get("", "project"),
@@ -154,8 +177,9 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         login=login,
         worker_uid=int(get("workers", "uid")),
         worker_gid=int(get("workers", "gid")),
-        worker_egress=get("workers", "egress"),
+        worker_egress=egress,
         flower=get("monitoring", "flower"),
+        error_reports=error_reports,
         vhosts=vhosts,
         priority_vhosts=tuple(get("workers", "priority_vhosts")),
     )

@@ -58,10 +58,13 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
         f"      TASKS_ALLOWED_QUEUES: \"{','.join(stack.tenant_queues(vhost))}\"\n"
         + ("      TASKS_SEND_EVENTS: \"true\"       # for its dashboard (MON-02): task events, JSON, read by its monitor\n"
            if stack.dashboard else "")
+        + ("      TASKS_ERROR_REPORTS_DSN_FILE: /run/secrets/error_reports_dsn   # failed tasks to Sentry (LOG-03)\n"
+           "      TASKS_ERROR_REPORTS_CA_FILE: /run/secrets/error_reports_ca\n" if stack.reports_errors else "")
         + f"    tmpfs:\n      - /tmp:size=64m,uid={uid},gid={gid},mode=0700\n"
         f"    volumes:\n      - data-{vhost}:/data\n"
         f"{secrets('worker')}"
-        f"    mem_limit: 512m\n    pids_limit: 256\n    cpus: 1.0\n"
+        + ("      - error_reports_dsn\n      - error_reports_ca\n" if stack.reports_errors else "")
+        + f"    mem_limit: 512m\n    pids_limit: 256\n    cpus: 1.0\n"
         f"\n  {stack.producer_service(vhost)}:\n"
         f"    # One-off client for the demo and for operators: `docker compose run --rm {stack.producer_service(vhost)}`.\n"
         f"    <<: *hardened\n"

@@ -14,6 +14,9 @@ from . import config, logging_setup, serialization, topology  # noqa: F401  (log
 from .liveness import Liveness
 from .broker_settings import BrokerSettings
 from .validation import RequireSchemas, ValidatedTask
+{%- if cookiecutter.error_reports == "sentry" %}
+from .error_reports import ErrorReports
+{%- endif %}
 
 
 def declare_event_exchange_passively() -> None:
@@ -31,6 +34,9 @@ def create_app(broker: BrokerSettings) -> Celery:
     app.config_from_object(config.build_config(broker))
     app.steps["consumer"].add(Liveness)
     app.steps["worker"].add(RequireSchemas)
+{%- if cookiecutter.error_reports == "sentry" %}
+    app.steps["worker"].add(ErrorReports)     # failed tasks reported to Sentry, their secrets masked (LOG-03)
+{%- endif %}
     importlib.import_module(f"{__package__}.tasks")   # every task module registers its shared tasks
     # The shared tasks are proxies to "the current app", which Celery keeps per thread: without this, a call from
     # any other thread than this one (a web server's, a test's) would go to Celery's unconfigured default app.

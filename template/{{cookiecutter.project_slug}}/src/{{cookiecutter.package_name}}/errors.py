@@ -17,6 +17,8 @@ OVERRIDE_VARIABLE = ("refusing to start: {name} is set; Celery would use it inst
 UNKNOWN_QUEUES = "refusing to start: {name} names {unknown}, which are not task queues (known: {known})"
 UNKNOWN_LOGIN = "refusing to start: TASKS_BROKER_LOGIN {value!r} is not one of 'certificate', 'password'"
 UNKNOWN_BACKEND = "refusing to start: TASKS_RESULT_BACKEND {value!r} is not one of 'rpc', 'none'"
+PLAINTEXT_DSN = ("refusing to start: the error reports DSN in {path} is {scheme!r}, not 'https'; reports would "
+                 "cross the network in clear text")
 NOT_A_FLAG = "refusing to start: {name} is {value!r}; it must be 'true' or 'false'"
 
 

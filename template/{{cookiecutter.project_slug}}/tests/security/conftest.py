@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.error_report_receiver import ErrorReportReceiver
 from tests.harness.scratch import ScratchFiles
 from tests.harness.stack_under_test import stack_under_test
 from tests.security.compliance import ComplianceReport
@@ -67,7 +68,24 @@ def root():
 
 
 @pytest.fixture(scope="session")
-def stack(weakening, test_pki, test_secrets):
+def error_report_receiver(test_secrets):
+    """With error_reports = sentry: the stand-in Sentry (tests/harness/error_report_receiver.py) whose DSN and CA
+    the test copy of secrets/ holds before the workers start (they read them once); started on the stack's egress
+    network by the tests that use it. None without error reports."""
+    stack = settings.load(PROJECT_DIR)
+    if not stack.reports_errors:
+        yield None
+        return
+    receiver = ErrorReportReceiver(stack)
+    receiver.write_secrets(test_secrets)
+    try:
+        yield receiver
+    finally:
+        receiver.remove()
+
+
+@pytest.fixture(scope="session")
+def stack(weakening, test_pki, test_secrets, error_report_receiver):
     overrides = (weakening.override_file(),) if weakening else ()
     # Tests log in with the copies' pairs and passwords too: one rotated there is the one they then present.
     running = stack_under_test(PROJECT_DIR, "security", overrides=overrides,
@@ -76,6 +94,8 @@ def stack(weakening, test_pki, test_secrets):
     try:
         yield running.start()
     finally:
+        if error_report_receiver is not None:
+            error_report_receiver.stop()         # off the egress network first, or it could not be removed
         running.stop()
 
 

@@ -29,7 +29,7 @@ STACK = settings.load()
 # Certificate login (x509 EXTERNAL) or password login: a few weakenings differ between the two.
 CERTIFICATE_LOGIN = STACK.login == "certificate"
 # name -> the controls whose tests must fail under it.
-EXPECTED_FAILURES = catalog.expected_failures(STACK.login, STACK.project_dir, STACK.dashboard)
+EXPECTED_FAILURES = catalog.expected_failures(STACK.login, STACK.project_dir, STACK.features)
 
 # name -> [(file, regular expression, replacement)], applied to the file's text in a copy of the project.
 PROJECT_EDITS = {
@@ -141,6 +141,19 @@ import %(package)s.redaction as redaction
 from celery.utils.saferepr import saferepr
 redaction.argument_reprs = lambda schema, args, kwargs: {"argsrepr": saferepr(args), "kwargsrepr": saferepr(kwargs)}
 """
+# "Sentry scrubs what is sensitive by itself": its defaults (frame variables, every argument as received), no scrub.
+PATCH_NO_SCRUBBING = """
+import %(package)s.error_reports as error_reports
+error_reports.scrub = lambda event, tasks: event
+error_reports.COLLECTED = {}
+"""
+# "Our Sentry has a self-signed certificate": the SDK's certificate check off, so any server under the DSN's name
+# receives the reports.
+PATCH_UNVERIFIED_REPORTS = """
+import sentry_sdk.transport as transport
+_options = transport.HttpTransport._get_pool_options
+transport.HttpTransport._get_pool_options = lambda self: dict(_options(self), cert_reqs="CERT_NONE")
+"""
 # The dashboards (flower = https) started with one change to the shipped launcher, src/<package>/dashboard.py:
 # name -> (the statement run on that module before it serves, extra environment).
 DASHBOARD_PATCHES = {
@@ -150,7 +163,8 @@ DASHBOARD_PATCHES = {
     "dashboardwritable": ("served_handlers = lambda handlers: list(handlers)", {}),
 }
 WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "nohostcheck": PATCH_NO_HOST_CHECK,
-                  "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK, "noredaction": PATCH_NO_REDACTION}
+                  "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK, "noredaction": PATCH_NO_REDACTION,
+                  "noscrubbing": PATCH_NO_SCRUBBING, "unverifiedreports": PATCH_UNVERIFIED_REPORTS}
 
 
 # Edits of the definitions file (secrets/definitions.json) the broker imports: name -> edit(definitions, stack).
