@@ -27,8 +27,8 @@ REFUSALS = [
     ({"rabbitmq_image": "rabbitmq:3.13.7"}, "is not RabbitMQ 4.x; the broker configuration is for 4.x only"),
     ({"management_ui": "http"}, "http provided for choice variable management_ui, but the choices are"),
     ({"flower": "on"}, "on provided for choice variable flower, but the choices are"),
-    ({"error_reports": "sentry"}, "worker_egress 'none' gives them no route out of the stack; choose worker_egress "
-                                  "'allowed', or error_reports 'off'."),
+    ({"error_reports": "sentry"}, ("worker_egress 'none' gives them no route out of the stack; choose "
+                                   "worker_egress 'allowed', or error_reports 'off'.")),
 ]
 
 
