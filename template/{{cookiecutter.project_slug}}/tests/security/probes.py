@@ -187,3 +187,13 @@ def is_loopback(address: str) -> bool:
 def proc_status(container, pid: int = 1) -> dict[str, str]:
     text = container.exec_run(["cat", f"/proc/{pid}/status"]).output.decode()
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def plaintext_reply(port: int, path: str, host: str) -> bytes:
+    """What a plain HTTP request to a TLS port on loopback gets back (nothing HTTP is the point), or the error."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        try:
+            return raw.recv(4096)
+        except OSError as exc:
+            return repr(exc).encode()

@@ -16,7 +16,7 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 from tests.harness.readiness import wait_until
-from tests.security.probes import legacy_context
+from tests.security.probes import legacy_context, plaintext_reply
 from tools import audit, credentials
 from tools.broker_client import publish, task_message
 
@@ -60,14 +60,6 @@ def request(port: int, path: str, headers: dict | None = None, method: str = "GE
     except (ssl.SSLError, OSError, http.client.HTTPException) as exc:
         return f"{type(exc).__name__}: {exc}", ""
 
-
-def plaintext_reply(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        raw.sendall(b"GET /api/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        try:
-            return raw.recv(4096)
-        except OSError as exc:
-            return repr(exc).encode()
 
 
 def audit_events(stack, vhost: str, since: float, event: str, count: int) -> list[dict]:
@@ -125,7 +117,7 @@ def test_the_dashboard_serves_https_only_and_only_to_its_login(stack, vhosts, da
     weak.maximum_version = ssl.TLSVersion.TLSv1_2
     weak.set_ciphers("ALL:!AESGCM:!CHACHA20:!AESCCM:@SECLEVEL=0")   # every TLS 1.2 suite without AEAD
     weak_cipher = request(port, "/api/tasks", header, context=weak)
-    plain = plaintext_reply(port)
+    plain = plaintext_reply(port, "/api/tasks", SERVER_NAME)
     # Each refusal is one audit line (LOG-02): three handshakes, two logins plus the other tenants'.
     handshakes = audit_events(stack, vhost, since, TLS_REFUSED, 3)
     logins = audit_events(stack, vhost, since, LOGIN_REFUSED, 2 + len(others))

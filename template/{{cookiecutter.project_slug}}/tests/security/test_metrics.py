@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.probes import listeners, revoke_for_the_test_stack, throwaway_client
+from tests.security.probes import listeners, plaintext_reply, revoke_for_the_test_stack, throwaway_client
 from tls import bootstrap_pki
 from tls.metrics import exposition
 from tools.broker_client import Endpoint
@@ -45,15 +45,6 @@ def samples(lines: list[str], metric: str) -> list[dict[str, str]]:
     return [dict(LABEL.findall(line)) for line in lines if line.startswith(metric + "{")]
 
 
-def plaintext_reply(port: int) -> bytes:
-    """What a plain HTTP request to the TLS port gets back (nothing HTTP is the point)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        raw.sendall(b"GET /metrics HTTP/1.1\r\nHost: broker\r\n\r\n")
-        try:
-            return raw.recv(4096)
-        except OSError as exc:
-            return repr(exc).encode()
-
 
 @controls("MON-01")
 def test_metrics_are_served_over_mutual_tls_only(stack, vhosts, test_pki, tmp_path, record_property):
@@ -78,7 +69,7 @@ def test_metrics_are_served_over_mutual_tls_only(stack, vhosts, test_pki, tmp_pa
     before_revocation = scrape(port, revoked_context, server_name)[:3]
     revoke_for_the_test_stack(test_pki, revoked)
     after_revocation = scrape(port, revoked_context, server_name)
-    plain = plaintext_reply(port)
+    plain = plaintext_reply(port, "/metrics", stack.stack.broker_host)
     rules = (PROJECT_DIR / "monitoring" / "alerts.yml").read_text()
     watched = sorted(set(RULE_METRIC.findall(rules)))
     lines = scraped.splitlines()
