@@ -16,7 +16,7 @@ DASHBOARD_PORT = 5555             # Flower's HTTPS port inside its container (MO
 # `weakened_by_<feature>`), which exist only in a project that has it.
 FEATURES = ("flower", "sentry")
 ERROR_REPORTS_DSN = "error-reports.dsn"        # secrets/: the Sentry DSN (error_reports = sentry), empty until set
-ERROR_REPORTS_CA = "error-reports-ca.pem"      # secrets/: extra CA certificates for a self-hosted Sentry, or empty
+ERROR_REPORTS_CA = "error-reports-ca.pem"      # secrets/: a self-hosted Sentry's CA (instead of certifi's), or empty
 
 
 class SettingsError(ValueError):

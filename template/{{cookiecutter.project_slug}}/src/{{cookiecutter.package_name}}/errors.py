@@ -19,6 +19,8 @@ UNKNOWN_LOGIN = "refusing to start: TASKS_BROKER_LOGIN {value!r} is not one of '
 UNKNOWN_BACKEND = "refusing to start: TASKS_RESULT_BACKEND {value!r} is not one of 'rpc', 'none'"
 PLAINTEXT_DSN = ("refusing to start: the error reports DSN in {path} is {scheme!r}, not 'https'; reports would "
                  "cross the network in clear text")
+UNREADABLE_CA = ("refusing to start: {path} holds no CA certificate in PEM; put the self-hosted Sentry's CA there, "
+                 "or empty it")
 NOT_A_FLAG = "refusing to start: {name} is {value!r}; it must be 'true' or 'false'"
 
 

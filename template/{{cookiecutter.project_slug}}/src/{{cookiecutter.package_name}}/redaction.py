@@ -6,7 +6,7 @@ management UI, tracing tools and the worker's "received" log record (its `data`)
 masked (validation.ValidatedTask.apply_async); the worker rewrites them from the body before Celery reads them
 (intake.py), because a producer sending by name, or not ours, writes whatever it likes there. Task events repeat
 those headers. Validation errors never echo input values (validation.describe_errors). Error reports
-(error_reports = sentry) mask the arguments they carry, and their values wherever else they appear (error_reports.py).
+(error_reports = sentry) mask the arguments they carry, more strictly (error_reports.py).
 """
 import functools
 import typing
@@ -21,10 +21,14 @@ REPR_CHARS = 1024          # Celery's own bound on these headers (argsrepr_maxsi
 SECRET_TYPES = (SecretStr, SecretBytes)
 
 
-def _is_secret(hint) -> bool:
+def _is_secret(hint, seen: frozenset = frozenset()) -> bool:
+    """Whether the type is a secret or holds one anywhere: Optional[SecretStr], list[SecretStr], Annotated, or a
+    model with a secret field (then the whole argument is masked)."""
     if isinstance(hint, type) and issubclass(hint, SECRET_TYPES):
         return True
-    return any(_is_secret(argument) for argument in typing.get_args(hint))   # Optional[SecretStr], Annotated
+    if isinstance(hint, type) and issubclass(hint, BaseModel) and hint not in seen:
+        return any(_is_secret(field.annotation, seen | {hint}) for field in hint.model_fields.values())
+    return any(_is_secret(argument, seen) for argument in typing.get_args(hint))
 
 
 @functools.cache   # per task schema, once: this runs for every message the worker takes and every call sent
@@ -32,40 +36,26 @@ def sensitive_fields(schema: type[BaseModel]) -> frozenset[str]:
     return frozenset(name for name, field in schema.model_fields.items() if _is_secret(field.annotation))
 
 
-def _secret_positions(schema: type[BaseModel] | None, args: Sequence[Any]) -> tuple[set[int], frozenset[str]]:
-    """(positions of args, names of kwargs) that the schema types as secrets."""
-    if schema is None:
-        return set(), frozenset()
-    hidden, fields = sensitive_fields(schema), list(schema.model_fields)
-    return {position for position in range(min(len(args), len(fields))) if fields[position] in hidden}, hidden
+def _masked_positions(schema: type[BaseModel] | None, args: Sequence[Any], kwargs: Mapping[str, Any],
+                      strict: bool) -> tuple[set[int], set[str]]:
+    """(positions of args, names of kwargs) to mask: those the schema types as secrets; with `strict`, also every
+    argument the schema does not name (a misspelt keyword, one positional too many), which it cannot vouch for."""
+    fields = list(schema.model_fields) if schema is not None else []
+    hidden = sensitive_fields(schema) if schema is not None else frozenset()
+
+    def masked(name: str | None) -> bool:
+        return name in hidden or (strict and name not in fields)
+    return ({position for position in range(len(args)) if masked(fields[position] if position < len(fields) else None)},
+            {name for name in kwargs if masked(name)})
 
 
-def masked_arguments(schema: type[BaseModel] | None, args: Sequence[Any],
-                     kwargs: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """The call's arguments with each one its schema types as a secret replaced by MASK (by position and by name)."""
-    positions, names = _secret_positions(schema, args)
+def masked_arguments(schema: type[BaseModel] | None, args: Sequence[Any], kwargs: Mapping[str, Any],
+                     strict: bool = False) -> tuple[list[Any], dict[str, Any]]:
+    """The call's arguments with each one its schema types as a secret (with `strict`, each one it does not name)
+    replaced by MASK."""
+    positions, names = _masked_positions(schema, args, kwargs, strict)
     return ([MASK if position in positions else value for position, value in enumerate(args)],
             {name: MASK if name in names else value for name, value in kwargs.items()})
-
-
-def secret_values(schema: type[BaseModel] | None, args: Sequence[Any], kwargs: Mapping[str, Any]) -> set[str]:
-    """The values of the call's secret arguments, as text: what must not appear anywhere a report repeats."""
-    positions, names = _secret_positions(schema, args)
-    values = [args[position] for position in positions] + [value for name, value in kwargs.items() if name in names]
-    return {str(value) for value in values if str(value)}
-
-
-def mask_values(data: Any, secrets: set[str]) -> Any:
-    """`data` (JSON-like: dicts, lists, strings) with every occurrence of each secret replaced by MASK."""
-    if isinstance(data, str):
-        for secret in sorted(secrets, key=len, reverse=True):     # the longest first: one may contain another
-            data = data.replace(secret, MASK)
-        return data
-    if isinstance(data, Mapping):
-        return {key: mask_values(value, secrets) for key, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [mask_values(value, secrets) for value in data]
-    return data
 
 
 def argument_reprs(schema: type[BaseModel] | None, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, str]:

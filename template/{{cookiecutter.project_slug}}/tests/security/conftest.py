@@ -70,8 +70,8 @@ def root():
 @pytest.fixture(scope="session")
 def error_report_receiver(test_secrets):
     """With error_reports = sentry: the stand-in Sentry (tests/harness/error_report_receiver.py) whose DSN and CA
-    the test copy of secrets/ holds before the workers start (they read them once); started on the stack's egress
-    network by the tests that use it. None without error reports."""
+    the test copy of secrets/ holds before the workers start (they read them once); it runs on the stack's egress
+    network from the moment the stack is up. None without error reports."""
     stack = settings.load(PROJECT_DIR)
     if not stack.reports_errors:
         yield None
@@ -92,7 +92,10 @@ def stack(weakening, test_pki, test_secrets, error_report_receiver):
                                variables={"PKI_DIR": str(test_pki), "PROJECT_SECRETS_DIR": str(test_secrets)},
                                pki_dir=test_pki, secrets_dir=test_secrets)
     try:
-        yield running.start()
+        running.start()
+        if error_report_receiver is not None:    # answering from the start: every failure of the suite is reported
+            error_report_receiver.start(running.project.name)
+        yield running
     finally:
         if error_report_receiver is not None:
             error_report_receiver.stop()         # off the egress network first, or it could not be removed
