@@ -23,6 +23,7 @@ class PlainBroker:
 
     result_backend = "rpc"
     login_method = "AMQPLAIN"        # the baselines log in with a password, over plaintext AMQP
+    send_events = False              # as shipped without the dashboard
 
     def __init__(self, url: str):
         self.url = url
@@ -32,6 +33,9 @@ class PlainBroker:
 
     def ssl_options(self) -> None:
         return None
+
+    def authentication(self) -> tuple:
+        return ()                    # py-amqp's default: the URL's user and password
 
 
 def identical_config(url: str) -> dict:

@@ -78,13 +78,19 @@ def baseline_override(project_dir: Path, stack, scratch, variant: Variant, passw
     Celery's (`default`)."""
     credentials = importlib.import_module("tools.credentials")
     scratch_module = importlib.import_module("tests.harness.scratch")
-    config = scratch_module.broker_config_swapped(project_dir, {"listeners.tcp = none": "listeners.tcp.default = 5672"})
+    swaps = {"listeners.tcp = none": "listeners.tcp.default = 5672"}
+    if stack.login == "certificate":      # the broker then offers EXTERNAL only; the baselines log in with a password
+        swaps["auth_mechanisms.1 = EXTERNAL"] = "auth_mechanisms.1 = EXTERNAL\nauth_mechanisms.2 = AMQPLAIN\nauth_mechanisms.3 = PLAIN"
+    config = scratch_module.broker_config_swapped(project_dir, swaps)
     definitions = credentials.build_definitions([PLAIN_VHOST], {stack.topology.user_name(PLAIN_VHOST, role): "unused"
                                                                 for role in stack.topology.ROLES}, stack.topology)
     definitions["users"] = [{"name": PLAIN_USER, "password_hash": credentials.rabbitmq_password_hash(password),
                              "hashing_algorithm": credentials.HASHING_ALGORITHM, "tags": []}]
     definitions["permissions"] = [{"user": PLAIN_USER, "vhost": PLAIN_VHOST,
                                    "configure": ".*", "write": ".*", "read": ".*"}]
+    # The per-role users are gone, and with them their topic permissions (the broker refuses to boot with grants
+    # of users it does not have); the one user has none, so nothing restricts its routing keys either.
+    definitions["topic_permissions"] = []
     module = scratch.write("baseline_app.py", BASELINE_APP.read_text(), mode=0o644)
     worker_command = (["celery", "--app", "baseline_app", *shipped_command[3:]] if variant.profile == "identical"
                       else ["celery", "--app", "baseline_app", "worker", "--concurrency", "2", "--loglevel", "INFO"])

@@ -61,8 +61,10 @@ def build_config(broker: BrokerSettings) -> dict:
         "worker_eta_task_limit": 100,
         "task_time_limit": 300,                               # a stuck task is killed...
         "task_soft_time_limit": 240,                          # ...after being asked to stop
-        "worker_max_tasks_per_child": 1000,                   # recycle processes: bounded leaks
-        "worker_max_memory_per_child": 262_144,               # KiB
+        # A pool process that grows past this (KiB) is replaced after its task: leaks stay bounded. Not after a
+        # count of tasks (worker_max_tasks_per_child): each replacement left the next task waiting in the pool for
+        # up to 5 s, until the pool's periodic maintenance (benchmarks/stalls.py traced it; ANALYSIS.md).
+        "worker_max_memory_per_child": 262_144,
         # --- routing: pre-declared queues, priorities ---
         "task_queues": task_queues(),
         "task_default_queue": topology.TASK_QUEUE,

@@ -40,6 +40,14 @@ def test_production_practices():
     assert all(queue.no_declare for queue in conf.task_queues)
 
 
+def test_pool_processes_are_recycled_by_memory_not_by_task_count():
+    """Leaks stay bounded (a process past 256 MiB is replaced), and no task waits for a replacement every N tasks:
+    with worker_max_tasks_per_child = 1000 each replacement stalled the next call 0.7-5 s (issue 13;
+    `python -m benchmarks.stalls` in the template repository fails while they happen)."""
+    assert app.conf.worker_max_memory_per_child == 262_144
+    assert app.conf.worker_max_tasks_per_child is None
+
+
 def test_payments_are_routed_to_the_priority_queue_with_a_high_priority():
     payment = app.tasks["{{ cookiecutter.package_name }}.tasks.payments.record_payment"]
     route = app.amqp.router.route({}, payment.name, task_type=payment)
