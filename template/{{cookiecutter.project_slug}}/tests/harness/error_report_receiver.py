@@ -58,11 +58,13 @@ server.serve_forever()
 
 
 class ErrorReportReceiver:
-    def __init__(self, stack: settings.StackSettings):
+    def __init__(self, stack: settings.StackSettings, issued_by: "ErrorReportReceiver | None" = None,
+                 certified_name: str = SERVER_NAME):
+        """Its own CA, or `issued_by`'s; a certificate for `certified_name` (whatever name it answers under)."""
         self.stack = stack
         self.scratch = ScratchFiles("error-reports-")
-        self.ca_key, self.ca = create_root_ca("Error reports test CA")
-        key, certificate = issue_server_certificate(self.ca_key, self.ca, SERVER_NAME, [SERVER_NAME], [])
+        self.ca_key, self.ca = (issued_by.ca_key, issued_by.ca) if issued_by else create_root_ca("Error reports test CA")
+        key, certificate = issue_server_certificate(self.ca_key, self.ca, certified_name, [certified_name], [])
         self.scratch.write("server.crt", cert_pem(certificate).decode(), mode=0o644)
         self.scratch.write("server.key", private_key_pem(key).decode())
         self.scratch.write("serve.py", SERVER % {"port": PORT}, mode=0o644)

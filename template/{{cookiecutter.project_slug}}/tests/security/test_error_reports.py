@@ -16,6 +16,7 @@ controls = pytest.mark.controls
 SET_API_TOKEN = "{{ cookiecutter.package_name }}.tasks.accounts.set_api_token"
 MASK = "**********"
 UNKNOWN_CA = "TLSV1_ALERT_UNKNOWN_CA"      # the alert a client sends when it does not trust the server's certificate
+BAD_CERTIFICATE = "SSLV3_ALERT_BAD_CERTIFICATE"   # ...and when the certificate is not for the name it asked for
 
 
 def events_of(receiver: ErrorReportReceiver, task_id: str) -> list[dict]:
@@ -80,25 +81,34 @@ def test_an_error_report_arrives_without_the_secret_arguments(stack, vhosts, cel
 
 
 @controls("LOG-03")
-def test_no_report_goes_to_a_server_the_workers_were_not_given_a_certificate_for(stack, vhosts, celery_client,
+def test_no_report_goes_to_a_server_without_a_certificate_of_the_sentry_for_its_name(stack, vhosts, celery_client,
                                                                                  error_report_receiver,
                                                                                  record_property):
     if error_report_receiver is None:
         return assert_nothing_reports(stack.workers[vhosts[0]], record_property)
-    # Someone else answers for the DSN's host (a hijacked name, a proxy): its certificate is from another CA.
+    # Someone else answers for the DSN's host (a hijacked name, a proxy): with a certificate of another CA, or of the
+    # Sentry's own CA but for another name.
     error_report_receiver.stop()
-    impostor = ErrorReportReceiver(stack.stack)
+    impostors = {"another CA": (ErrorReportReceiver(stack.stack), UNKNOWN_CA),
+                 "another name": (ErrorReportReceiver(stack.stack, issued_by=error_report_receiver,
+                                                      certified_name="elsewhere.test"), BAD_CERTIFICATE)}
+    refusals = {}
     try:
-        impostor.start(stack.project.name)
-        refused_calls(celery_client, "impostor")
-        # Either outcome of both reports ends the wait: the workers' refusal of its certificate, or a report received.
-        wait_until(lambda: len(impostor.lost_handshakes()) + len(impostor.envelopes()) >= 2, timeout=60,
-                   what="the workers' two attempts to report to the impostor")
-        assert impostor.envelopes() == [], "the workers reported to a server whose certificate is not their Sentry's"
-        lost = impostor.lost_handshakes()
-        assert all(UNKNOWN_CA in line for line in lost), lost
-        record_property("evidence", f"a server with a certificate of another CA under the DSN's host name: {lost}, "
-                                    "no envelope received")
+        for what, (impostor, alert) in impostors.items():
+            impostor.start(stack.project.name)
+            refused_calls(celery_client, "impostor")
+            # Either outcome of both reports ends the wait: the workers' refusals of its certificate, or reports.
+            wait_until(lambda impostor=impostor: len(impostor.lost_handshakes()) + len(impostor.envelopes()) >= 2,
+                       timeout=60, what=f"the workers' two attempts to report to an impostor with {what}")
+            assert impostor.envelopes() == [], f"the workers reported to a server with a certificate of {what}"
+            lost = impostor.lost_handshakes()
+            assert all(alert in line for line in lost), lost
+            refusals[what] = lost
+            impostor.remove()
+        record_property("evidence", f"a server under the DSN's host name with a certificate of another CA: "
+                                    f"{refusals['another CA'][0]}; of the Sentry's CA for another name: "
+                                    f"{refusals['another name'][0]}; no envelope received")
     finally:
-        impostor.remove()
+        for impostor, _ in impostors.values():
+            impostor.remove()
         error_report_receiver.start(stack.project.name)      # the stack's Sentry answers again
