@@ -89,9 +89,17 @@ def markdown(results: dict) -> str:
         rows.append([f"**{name}**: {data['description']}", f"{s['add_tasks_per_s']:.0f}",
                      f"{s['payload_tasks_per_s']:.0f}", f"{s['add_p50_ms']:.2f} / {s['add_p99_ms']:.2f}",
                      f"{s['payload_p50_ms']:.2f} / {s['payload_p99_ms']:.2f}",
+                     f"{s['latency_max_ms']:.0f} / {s['latency_over_100ms']}" if "latency_max_ms" in s else "not measured",
                      " / ".join(f"{cpu.get(k, 0):.2f}" for k in ("client", "broker", "worker"))])
     parts.append(_table(["stack", "add tasks/s", "payload tasks/s", "add p50 / p99 ms", "payload p50 / p99 ms",
-                         "CPU ms per add task: client / broker / worker"], rows))
+                         "slowest call ms / calls over 100 ms", "CPU ms per add task: client / broker / worker"],
+                        rows))
+    health = next((data["healthchecks"] for data in stacks.values() if data.get("healthchecks")), None)
+    if health:
+        parts.append(f"\nHealthchecks, off during the timed runs: one check costs {health['broker_ms_per_check']:.0f} ms "
+                     f"of broker CPU and {health['worker_ms_per_check']:.0f} ms of worker CPU; at the shipped 10 s "
+                     f"interval, {health['broker_ms_per_s_at_10s']:.1f} and {health['worker_ms_per_s_at_10s']:.1f} ms "
+                     "per second.\n")
     if stacks:
         payload_bytes = next(iter(stacks.values()))["summary"]["payload_mean_args_bytes"]
         parts.append(f"\nPayload mix: per 4 tasks two `deliver_notification` with a 60 KB body, one "
@@ -145,6 +153,7 @@ EXPLANATION = """
 - **add tasks/s**: N `add` tasks published back to back by one client (`apply_async`), then all results
   awaited (rpc backend); N / wall time from the first publish to the last result. The same for the payload mix.
 - **p50 / p99**: sequential round trips (publish, run, result back) of one client, one call in flight.
+  **slowest call / calls over 100 ms**: over every latency run of the stack (not a median): a stall shows here.
 - **CPU ms per task**: CPU time of the client process and of the broker and worker containers during the
   `add` throughput run (docker stats), divided by N: where the time goes.
 - **default**: stock Celery (pickle, plaintext, prefetch multiplier 4, early acks, no publisher confirms).

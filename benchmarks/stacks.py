@@ -7,6 +7,11 @@ its test harness (tests/harness), always removed afterwards.
             guest) holding full rights on vhost `bench` (same queue topology), and the worker running
             benchmarks/baseline_app.py (BENCH_PROFILE=identical) mounted read-only into the image.
   default   as baseline, but the worker and client use stock Celery settings (BENCH_PROFILE=default).
+
+Every variant runs with the images' healthchecks off (they would run a CLI inside the measured containers every
+10 s; `healthcheck_cost` measures one check instead), and clients reach the broker at its container address, not
+through the engine's userland proxy on a published port, whose CPU no measured container pays (the broker's
+certificate name is still checked).
 """
 import contextlib
 import importlib
@@ -44,7 +49,8 @@ class Running:
 
     variant: Variant
     project_dir: Path
-    port: int
+    address: str                 # the broker container's address on its edge network
+    port: int                    # its AMQP port there: 5671 (TLS), or 5672 (the baselines' plaintext listener)
     password: str | None
     container_ids: dict[str, str]
 
@@ -52,21 +58,22 @@ class Running:
         """Environment for benchmarks.workload: the project's own client settings, or baseline_app's."""
         if self.variant.profile:
             return {"BENCH_PROFILE": self.variant.profile,
-                    "BENCH_BROKER_URL": f"amqp://{PLAIN_USER}:{self.password}@127.0.0.1:{self.port}/{PLAIN_VHOST}"}
+                    "BENCH_BROKER_URL": f"amqp://{PLAIN_USER}:{self.password}@{self.address}:{self.port}/{PLAIN_VHOST}"}
         pki = self.project_dir / "pki"
-        user = importlib.import_module("tools.settings").load(self.project_dir).topology.user_name(HARDENED_VHOST,
-                                                                                                     HARDENED_ROLE)
-        return {"TASKS_BROKER_URL": f"amqps://{user}@127.0.0.1:{self.port}/{HARDENED_VHOST}",
-                "TLS_SERVER_NAME": "broker",
+        stack = importlib.import_module("tools.settings").load(self.project_dir)
+        user = stack.topology.user_name(HARDENED_VHOST, HARDENED_ROLE)
+        return {"TASKS_BROKER_URL": f"amqps://{user}@{self.address}:{self.port}/{HARDENED_VHOST}",
+                "TLS_SERVER_NAME": stack.broker_host,
                 "TASKS_BROKER_PASSWORD_FILE": str(self.project_dir / "secrets" / f"{user}.password"),
                 "TLS_CA_FILE": str(pki / "ca.crt"), "TLS_CERT_FILE": str(pki / f"{user}.crt"),
                 "TLS_KEY_FILE": str(pki / f"{user}.key")}
 
     def pika_parameters(self, role: str = HARDENED_ROLE) -> pika.ConnectionParameters:
         if self.variant.profile:
-            return pika.ConnectionParameters("127.0.0.1", self.port, PLAIN_VHOST,
+            return pika.ConnectionParameters(self.address, self.port, PLAIN_VHOST,
                                              pika.PlainCredentials(PLAIN_USER, self.password), connection_attempts=1)
-        endpoint = importlib.import_module("tools.broker_client").Endpoint(self.project_dir, port=self.port)
+        endpoint = importlib.import_module("tools.broker_client").Endpoint(self.project_dir, port=self.port,
+                                                                           address=self.address)
         return endpoint.parameters(HARDENED_VHOST, role)
 
 
@@ -108,6 +115,43 @@ def baseline_override(project_dir: Path, stack, scratch, variant: Variant, passw
     return scratch.write("baseline.compose.yaml", yaml.safe_dump(override, sort_keys=False))
 
 
+def quiet_override(stack, scratch) -> Path:
+    """The images' healthchecks off for the broker and the measured worker (which then waits for the broker to
+    start, not to be healthy: the harness waits for its readiness line anyway)."""
+    off = {"healthcheck": {"disable": True}}
+    override = {"services": {"broker": off, stack.worker_service(HARDENED_VHOST): {
+        **off, "depends_on": {"broker": {"condition": "service_started"}}}}}
+    return scratch.write("quiet.compose.yaml", yaml.safe_dump(override, sort_keys=False))
+
+
+def healthcheck_cost(running: "Running", checks: int = 5) -> dict[str, float]:
+    """CPU milliseconds one run of each image's healthcheck costs inside its container (cgroup counters read by
+    docker stats around `checks` runs), and what the shipped 10 s interval costs per second."""
+    import docker
+    client = docker.from_env()
+    package = importlib.import_module("tools.settings").load(running.project_dir).package
+    commands = {"broker": ["broker-boot", "health"], "worker": ["python3", "-m", f"{package}.healthcheck"]}
+
+    def cpu_seconds(container) -> float:
+        return container.stats(stream=False, one_shot=True)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+    cost = {}
+    for name, command in commands.items():
+        container = client.containers.get(running.container_ids[name])
+        before = cpu_seconds(container)
+        for _ in range(checks):
+            container.exec_run(command)
+        per_check = (cpu_seconds(container) - before) * 1e3 / checks
+        cost[f"{name}_ms_per_check"] = per_check
+        cost[f"{name}_ms_per_s_at_10s"] = per_check / 10
+    return cost
+
+
+def broker_address(under_test, stack) -> str:
+    """The broker's address on its edge network (the host routes to the engine's bridges)."""
+    networks = under_test.broker.attrs["NetworkSettings"]["Networks"]
+    return networks[f"{under_test.project.name}_edge"]["IPAddress"]
+
+
 @contextlib.contextmanager
 def running(project_dir: Path, variant: Variant) -> Iterator[Running]:
     """Start broker + one worker (prefork, concurrency 2) of the shipped compose.yaml for `variant` (the baselines
@@ -116,19 +160,19 @@ def running(project_dir: Path, variant: Variant) -> Iterator[Running]:
     stack = importlib.import_module("tools.settings").load(project_dir)
     scratch = importlib.import_module("tests.harness.scratch").ScratchFiles("hc-bench-")
     password = secrets.token_urlsafe(24)
-    overrides, variables = (), {}
+    overrides, variables = (quiet_override(stack, scratch),), {}
     if variant.profile:
-        overrides = (baseline_override(project_dir, stack, scratch, variant, password,
-                                       harness.shipped_worker_command(stack.images.worker)),)
+        overrides += (baseline_override(project_dir, stack, scratch, variant, password,
+                                        harness.shipped_worker_command(stack.images.worker)),)
         variables = {"BENCH_PLAIN_PORT": str(harness.free_loopback_port())}
     under_test = harness.stack_under_test(project_dir, f"bench-{variant.name}", overrides=overrides,
                                           variables=variables)
     try:
         under_test.start("broker", stack.worker_service(HARDENED_VHOST))
-        port = int(variables["BENCH_PLAIN_PORT"]) if variant.profile else under_test.broker_port
         ids = {"broker": under_test.broker.id,
                "worker": under_test.project.container(stack.worker_service(HARDENED_VHOST)).id}
-        yield Running(variant, project_dir, port, password if variant.profile else None, ids)
+        yield Running(variant, project_dir, broker_address(under_test, stack), 5672 if variant.profile else 5671,
+                      password if variant.profile else None, ids)
     finally:
         under_test.stop()
         scratch.remove()

@@ -73,7 +73,9 @@ def client_cpu() -> float:
 def percentiles(samples: list[float]) -> dict:
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
     return {"p50_ms": statistics.median(samples) * 1e3, "p99_ms": cuts[98] * 1e3,
-            "mean_ms": statistics.fmean(samples) * 1e3, "min_ms": min(samples) * 1e3}
+            "mean_ms": statistics.fmean(samples) * 1e3, "min_ms": min(samples) * 1e3, "max_ms": max(samples) * 1e3,
+            # a stall hides in a mean above p99; counted, so it cannot (benchmarks/stalls.py traces one)
+            "over_100ms": sum(sample > 0.1 for sample in samples), "over_1s": sum(sample > 1.0 for sample in samples)}
 
 
 def burst(calls: list, timeout: float) -> dict:
