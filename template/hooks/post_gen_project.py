@@ -53,20 +53,23 @@ def drop_unused_monitoring():
         shutil.rmtree(PROJECT / "monitoring")
 
 
+def drop_files(*paths):
+    for path in paths:
+        (PROJECT / path).unlink()
+
+
 def drop_unused_dashboard():
     """The dashboard's code and lock only where it is baked in (flower = https)."""
     if {{ cookiecutter.flower | tojson }} != "https":
-        for path in ("requirements/dashboard.in", "requirements/dashboard.lock",
-                     "src/{{ cookiecutter.package_name }}/dashboard.py", "tests/unit/test_dashboard.py"):
-            (PROJECT / path).unlink()
+        drop_files("requirements/dashboard.in", "requirements/dashboard.lock",
+                   "src/{{ cookiecutter.package_name }}/dashboard.py", "tests/unit/test_dashboard.py")
 
 
 def drop_unused_error_reports():
     """The error reports' code and unit tests only where they are baked in (error_reports = sentry); the security
     suite's LOG-03 test stays, and checks that nothing of them is in the stack."""
     if {{ cookiecutter.error_reports | tojson }} != "sentry":
-        for path in ("src/{{ cookiecutter.package_name }}/error_reports.py", "tests/unit/test_error_reports.py"):
-            (PROJECT / path).unlink()
+        drop_files("src/{{ cookiecutter.package_name }}/error_reports.py", "tests/unit/test_error_reports.py")
 
 
 def write_tenant_services():

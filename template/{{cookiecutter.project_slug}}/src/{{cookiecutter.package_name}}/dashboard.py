@@ -34,7 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import audit
-from .liveness import INTERVAL_SECONDS, LIVENESS_FILE, STALE_AFTER_SECONDS, seconds_since_alive
+from .liveness import INTERVAL_SECONDS, LIVENESS_FILE, liveness_problem
 
 PORT = 5555
 SECRETS_DIR = Path(os.environ.get("SECRETS_DIR", "/run/secrets"))
@@ -238,12 +238,10 @@ def check(port: int = PORT) -> int:
     from .certificate_expiry import expiry_report
 
     valid, certificate = expiry_report(Path(client_certificate_file()))
-    age = seconds_since_alive(LIVENESS_FILE)
-    if age is None:
-        print(f"unhealthy: not receiving task events yet; {certificate}")
-        return 1
-    if age > STALE_AFTER_SECONDS:
-        print(f"unhealthy: no task events read for {age:.0f}s (the event stream is down); {certificate}")
+    _, problem = liveness_problem(LIVENESS_FILE, "not receiving task events yet",
+                                  "no task events read for {age:.0f}s (the event stream is down)")
+    if problem is not None:
+        print(f"unhealthy: {problem}; {certificate}")
         return 1
     context = ssl.create_default_context(cafile=str(CA_FILE))
     user, password = read_login()

@@ -4,18 +4,16 @@ import sys
 from pathlib import Path
 
 from .certificate_expiry import expiry_report
-from .liveness import LIVENESS_FILE, STALE_AFTER_SECONDS, seconds_since_alive
+from .liveness import LIVENESS_FILE, liveness_problem
 from .broker_settings import client_certificate_file
 
 
 def main() -> int:
     valid, certificate = expiry_report(Path(client_certificate_file()))
-    age = seconds_since_alive(LIVENESS_FILE)
-    if age is None:
-        print(f"unhealthy: {LIVENESS_FILE} missing (worker not connected yet); {certificate}")
-        return 1
-    if age > STALE_AFTER_SECONDS:
-        print(f"unhealthy: last broker-connected heartbeat {age:.0f}s ago; {certificate}")
+    age, problem = liveness_problem(LIVENESS_FILE, f"{LIVENESS_FILE} missing (worker not connected yet)",
+                                    "last broker-connected heartbeat {age:.0f}s ago")
+    if problem is not None:
+        print(f"unhealthy: {problem}; {certificate}")
         return 1
     if not valid:
         print(f"unhealthy: {certificate}")

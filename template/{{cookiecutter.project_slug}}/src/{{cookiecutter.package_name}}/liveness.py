@@ -19,6 +19,16 @@ def seconds_since_alive(path: Path) -> float | None:
         return None
 
 
+def liveness_problem(path: Path, never: str, stale: str) -> tuple[float | None, str | None]:
+    """(seconds since `path` was written, why that makes a healthcheck fail or None): `never` if it was never
+    written, `stale` (formatted with {age}) if it is older than STALE_AFTER_SECONDS. Shared by every healthcheck
+    that reads a liveness file (the workers', the dashboards')."""
+    age = seconds_since_alive(path)
+    if age is None:
+        return None, never
+    return age, stale.format(age=age) if age > STALE_AFTER_SECONDS else None
+
+
 class Liveness(bootsteps.StartStopStep):
     """Consumer bootstep: remote control is disabled, so `celery inspect ping` cannot serve as a probe."""
 
