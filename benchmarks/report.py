@@ -89,17 +89,18 @@ def markdown(results: dict) -> str:
         rows.append([f"**{name}**: {data['description']}", f"{s['add_tasks_per_s']:.0f}",
                      f"{s['payload_tasks_per_s']:.0f}", f"{s['add_p50_ms']:.2f} / {s['add_p99_ms']:.2f}",
                      f"{s['payload_p50_ms']:.2f} / {s['payload_p99_ms']:.2f}",
-                     f"{s['latency_max_ms']:.0f} / {s['latency_over_100ms']}" if "latency_max_ms" in s else "not measured",
+                     (f"{s['latency_max_ms']:.0f} / {s['latency_over_100ms']}" if "latency_max_ms" in s
+                      else "not measured"),
                      " / ".join(f"{cpu.get(k, 0):.2f}" for k in ("client", "broker", "worker"))])
     parts.append(_table(["stack", "add tasks/s", "payload tasks/s", "add p50 / p99 ms", "payload p50 / p99 ms",
                          "slowest call ms / calls over 100 ms", "CPU ms per add task: client / broker / worker"],
                         rows))
     health = next((data["healthchecks"] for data in stacks.values() if data.get("healthchecks")), None)
     if health:
-        parts.append(f"\nHealthchecks, off during the timed runs: one check costs {health['broker_ms_per_check']:.0f} ms "
-                     f"of broker CPU and {health['worker_ms_per_check']:.0f} ms of worker CPU; at the shipped 10 s "
-                     f"interval, {health['broker_ms_per_s_at_10s']:.1f} and {health['worker_ms_per_s_at_10s']:.1f} ms "
-                     "per second.\n")
+        parts.append(f"\nHealthchecks, off during the timed runs: one check costs "
+                     f"{health['broker_ms_per_check']:.0f} ms of broker CPU and {health['worker_ms_per_check']:.0f} ms "
+                     f"of worker CPU; at the shipped 10 s interval, {health['broker_ms_per_s_at_10s']:.1f} and "
+                     f"{health['worker_ms_per_s_at_10s']:.1f} ms per second.\n")
     if stacks:
         payload_bytes = next(iter(stacks.values()))["summary"]["payload_mean_args_bytes"]
         parts.append(f"\nPayload mix: per 4 tasks two `deliver_notification` with a 60 KB body, one "

@@ -99,6 +99,7 @@ def summarize(runs: dict) -> dict:
     def median(phase, key):
         return statistics.median(run[key] for run in runs[phase])
     first = runs["throughput"][0]
+    latency_runs = runs["latency"] + runs["latency-payload"]
     cpu = {part: statistics.median(run["cpu_ms_per_task"][part] for run in runs["throughput"])
            for part in first["cpu_ms_per_task"]}
     return {"add_tasks_per_s": median("throughput", "tasks_per_s"),
@@ -108,9 +109,8 @@ def summarize(runs: dict) -> dict:
             "payload_p50_ms": median("latency-payload", "p50_ms"),
             "payload_p99_ms": median("latency-payload", "p99_ms"),
             # not medians: the worst call of any repeat, and every slow call of all of them
-            "latency_max_ms": max(run.get("max_ms", 0) for phase in ("latency", "latency-payload") for run in runs[phase]),
-            "latency_over_100ms": sum(run.get("over_100ms", 0) for phase in ("latency", "latency-payload")
-                                      for run in runs[phase]),
+            "latency_max_ms": max(run["max_ms"] for run in latency_runs),
+            "latency_over_100ms": sum(run["over_100ms"] for run in latency_runs),
             "add_cpu_ms_per_task": cpu,
             "settings": {k: first[k] for k in ("serializer", "prefetch_multiplier", "acks_late")}}
 

@@ -80,14 +80,15 @@ class Running:
 def baseline_override(project_dir: Path, stack, scratch, variant: Variant, password: str,
                       shipped_command: list[str]) -> Path:
     """A compose override of the shipped stack for the baseline variants: rabbitmq.conf with a plaintext listener
-    (published on loopback), definitions with one full-rights user on vhost `bench` (no guest, same queue topology),
-    and the shipped worker service running baseline_app with the image's own worker flags (`identical`) or stock
-    Celery's (`default`)."""
+    (reached at the container address), definitions with one full-rights user on vhost `bench` (no guest, same
+    queue topology), and the shipped worker service running baseline_app with the image's own worker flags
+    (`identical`) or stock Celery's (`default`)."""
     credentials = importlib.import_module("tools.credentials")
     scratch_module = importlib.import_module("tests.harness.scratch")
     swaps = {"listeners.tcp = none": "listeners.tcp.default = 5672"}
     if stack.login == "certificate":      # the broker then offers EXTERNAL only; the baselines log in with a password
-        swaps["auth_mechanisms.1 = EXTERNAL"] = "auth_mechanisms.1 = EXTERNAL\nauth_mechanisms.2 = AMQPLAIN\nauth_mechanisms.3 = PLAIN"
+        swaps["auth_mechanisms.1 = EXTERNAL"] = ("auth_mechanisms.1 = EXTERNAL\nauth_mechanisms.2 = AMQPLAIN\n"
+                                                 "auth_mechanisms.3 = PLAIN")
     config = scratch_module.broker_config_swapped(project_dir, swaps)
     definitions = credentials.build_definitions([PLAIN_VHOST], {stack.topology.user_name(PLAIN_VHOST, role): "unused"
                                                                 for role in stack.topology.ROLES}, stack.topology)
@@ -103,8 +104,7 @@ def baseline_override(project_dir: Path, stack, scratch, variant: Variant, passw
                       else ["celery", "--app", "baseline_app", "worker", "--concurrency", "2", "--loglevel", "INFO"])
     override = {
         "services": {
-            "broker": {"volumes": [f"{scratch.write('rabbitmq.conf', config, mode=0o644)}:/etc/rabbitmq/rabbitmq.conf:ro"],
-                       "ports": ["127.0.0.1:${BENCH_PLAIN_PORT}:5672"]},
+            "broker": {"volumes": [f"{scratch.write('rabbitmq.conf', config, mode=0o644)}:/etc/rabbitmq/rabbitmq.conf:ro"]},
             stack.worker_service(HARDENED_VHOST): {
                 "volumes": [f"{module}:/opt/bench/baseline_app.py:ro"], "command": worker_command,
                 "environment": {"BENCH_PROFILE": variant.profile, "PYTHONPATH": "/opt/bench:/app",
@@ -146,7 +146,7 @@ def healthcheck_cost(running: "Running", checks: int = 5) -> dict[str, float]:
     return cost
 
 
-def broker_address(under_test, stack) -> str:
+def broker_address(under_test) -> str:
     """The broker's address on its edge network (the host routes to the engine's bridges)."""
     networks = under_test.broker.attrs["NetworkSettings"]["Networks"]
     return networks[f"{under_test.project.name}_edge"]["IPAddress"]
@@ -160,18 +160,16 @@ def running(project_dir: Path, variant: Variant) -> Iterator[Running]:
     stack = importlib.import_module("tools.settings").load(project_dir)
     scratch = importlib.import_module("tests.harness.scratch").ScratchFiles("hc-bench-")
     password = secrets.token_urlsafe(24)
-    overrides, variables = (quiet_override(stack, scratch),), {}
+    overrides = (quiet_override(stack, scratch),)
     if variant.profile:
         overrides += (baseline_override(project_dir, stack, scratch, variant, password,
                                         harness.shipped_worker_command(stack.images.worker)),)
-        variables = {"BENCH_PLAIN_PORT": str(harness.free_loopback_port())}
-    under_test = harness.stack_under_test(project_dir, f"bench-{variant.name}", overrides=overrides,
-                                          variables=variables)
+    under_test = harness.stack_under_test(project_dir, f"bench-{variant.name}", overrides=overrides)
     try:
         under_test.start("broker", stack.worker_service(HARDENED_VHOST))
         ids = {"broker": under_test.broker.id,
                "worker": under_test.project.container(stack.worker_service(HARDENED_VHOST)).id}
-        yield Running(variant, project_dir, broker_address(under_test, stack), 5672 if variant.profile else 5671,
+        yield Running(variant, project_dir, broker_address(under_test), 5672 if variant.profile else 5671,
                       password if variant.profile else None, ids)
     finally:
         under_test.stop()

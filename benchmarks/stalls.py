@@ -16,11 +16,8 @@ import json
 import subprocess  # nosec B404  (this interpreter, fixed arguments)
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-SLOW_SECONDS = 0.1       # traced
-STALL_SECONDS = 1.0      # fails the check
 WARM_UP_TASKS = 20
 
 
@@ -29,24 +26,16 @@ def worker_processes(api, container_id: str) -> list[int]:
 
 
 def client(variant: str, count: int, worker_id: str) -> dict:
-    """Runs in its own process (the shipped app unregisters codecs at import): the calls, timed one by one."""
+    """Runs in its own process (the shipped app unregisters codecs at import): the latency phase's sequential calls
+    (benchmarks/workload.py), with the worker's processes read before and after."""
     import docker
 
-    from benchmarks.workload import burst, load_tasks, small_call
+    from benchmarks.workload import burst, load_tasks, sequential, small_call
     tasks, api = load_tasks(variant), docker.from_env().api
     burst([small_call(tasks, n) for n in range(WARM_UP_TASKS)], 60)
-    before, samples, slow = worker_processes(api, worker_id), [], []
-    for number in range(count):
-        started_at, started = time.time(), time.perf_counter()
-        result = tasks["add"].apply_async((number, 1))
-        result.get(timeout=60)
-        seconds = time.perf_counter() - started
-        samples.append(seconds)
-        if seconds > SLOW_SECONDS:
-            slow.append({"call": number, "task_id": result.id, "started_at": started_at, "ms": round(seconds * 1e3, 1)})
-    return {"count": count, "max_ms": max(samples) * 1e3, "over_100ms": len(slow),
-            "over_1s": sum(s > STALL_SECONDS for s in samples), "mean_ms": sum(samples) / count * 1e3,
-            "processes_before": before, "processes_after": worker_processes(api, worker_id), "slow": slow}
+    before = worker_processes(api, worker_id)
+    result = sequential([small_call(tasks, n) for n in range(count)], 60)
+    return {"count": count, **result, "processes_before": before, "processes_after": worker_processes(api, worker_id)}
 
 
 def worker_timestamps(log: str, task_id: str) -> dict[str, str]:
