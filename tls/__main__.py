@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="create the root, the issuing CA, the broker and client certificates")
     p.add_argument("--broker-host", required=True, metavar="HOST")
     p.add_argument("--client", action="append", required=True, metavar="ROLE", dest="clients")
+    p.add_argument("--server", action="append", default=[], metavar="HOST", dest="servers",
+                   help="another TLS service of the project (e.g. the result store): a certificate for HOST, which "
+                        "the issuing CA's name constraints permit too")
     p.add_argument("--owner", action="append", default=[], metavar="NAME=UID:GID", dest="owners")
     p.add_argument("--ca-name", default=DEFAULT_CA_NAME, metavar="CN")
     p.add_argument("--root-passphrase-file", type=Path, metavar="FILE",
@@ -145,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         owners = dict(parse_named_owner(o) for o in args.owners)
         _print_written(bootstrap_pki(args.dir, args.broker_host, args.clients, owners, ca_common_name=args.ca_name,
                                      root_dir=args.root_dir,
-                                     root_passphrase=_read_passphrase(args.root_passphrase_file)))
+                                     root_passphrase=_read_passphrase(args.root_passphrase_file),
+                                     servers=args.servers))
     elif args.command == "issue-client":
         _print_written(add_client(args.dir, args.role, args.days, owner))
     elif args.command == "issue-server":

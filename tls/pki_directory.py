@@ -280,8 +280,12 @@ def bootstrap_pki(
     ca_common_name: str = DEFAULT_CA_NAME,
     root_dir: Path | None = None,
     root_passphrase: bytes | None = None,
+    servers: list[str] | tuple[str, ...] = (),
 ) -> list[Path]:
     """Create the root, the issuing CA, the broker and client pairs and both CRLs; all-or-nothing.
+
+    `servers`: the project's other TLS services by host name (the result store), each a certificate named after its
+    host; the issuing CA's name constraints permit their names as well as the broker's.
 
     The root's key goes to `root_dir` (default `<pki>-root/`), encrypted with `root_passphrase`; without one a
     random passphrase is generated and written beside it, for the operator to move to a password manager."""
@@ -294,9 +298,15 @@ def bootstrap_pki(
     roles = [check_client_role(r) for r in client_roles]
     if len({r.lower() for r in roles}) != len(roles):
         raise PKIError(f"Client roles {roles} contain a duplicate; each role needs its own certificate.")
+    servers = [check_client_role(check_host(host)) for host in servers]     # a host name, and a file name
+    clashes = sorted({host.lower() for host in servers} & {name.lower() for name in (broker_host, BROKER, CA, ISSUING,
+                                                                                    PREVIOUS, *roles)})
+    if clashes or len({host.lower() for host in servers}) != len(servers):
+        raise PKIError(f"Server host {', '.join(clashes) or 'names'} {servers} must differ from each other, from the "
+                       "broker's host and from every client role: each names its own certificate.")
     if root_passphrase is not None and len(root_passphrase) < 12:
         raise PKIError("The root passphrase is shorter than 12 characters; choose a longer one.")
-    names = [ISSUING, BROKER, *roles]
+    names = [ISSUING, BROKER, *servers, *roles]
     unknown = sorted(set(owners) - set(names))
     if unknown:
         raise PKIError(f"Owner given for unknown name(s) {', '.join(unknown)}; known names are: {', '.join(names)}.")
@@ -314,8 +324,11 @@ def bootstrap_pki(
 
     root_key, root_cert = create_root_ca(ca_common_name)
     broker_names = server_alt_names(broker_host)
-    ca_key, ca_cert = create_issuing_ca(root_key, root_cert, issuing_ca_name(ca_common_name), *broker_names)
+    server_names = {host: server_alt_names(host) for host in servers}
+    permitted = _union([broker_names, *server_names.values()])
+    ca_key, ca_cert = create_issuing_ca(root_key, root_cert, issuing_ca_name(ca_common_name), *permitted)
     leaves = [(BROKER, *issue_server_certificate(ca_key, ca_cert, broker_host, *broker_names))]
+    leaves += [(host, *issue_server_certificate(ca_key, ca_cert, host, *names)) for host, names in server_names.items()]
     leaves += [(role, *issue_client_certificate(ca_key, ca_cert, role)) for role in roles]
     generated = root_passphrase is None
     passphrase = secrets.token_urlsafe(32).encode() if root_passphrase is None else root_passphrase
@@ -455,14 +468,23 @@ def _reissue(ca_key, ca_cert: x509.Certificate, old: x509.Certificate, path: Pat
     raise PKIError(f"{path} is neither a server nor a client certificate; re-issue it by hand.")
 
 
+def _union(names: list[tuple[list[str], list[str]]]) -> tuple[list[str], list[str]]:
+    """(dns names, ip addresses) of several certificates together, each once, in order of appearance."""
+    dns = list(dict.fromkeys(name for entry in names for name in entry[0]))
+    ips = list(dict.fromkeys(address for entry in names for address in entry[1]))
+    return dns, ips
+
+
 def _new_issuing_ca(pki_dir: Path, root_key: ec.EllipticCurvePrivateKey):
-    """A new issuing CA under the root, constrained to the names of the broker's current certificate."""
+    """A new issuing CA under the root, constrained to the names of the current server certificates (the broker's,
+    and those of the project's other TLS services: the result store, the dashboards)."""
     root_cert = load_certificate(cert_path(pki_dir, CA))
     if BROKER not in leaf_names(pki_dir):
         raise PKIError(f"{pki_dir}/ holds no broker certificate; the issuing CA's name constraints come from it.")
-    broker_names = alt_names(load_certificate(cert_path(pki_dir, BROKER)))
+    servers = [load_certificate(cert_path(pki_dir, name)) for name in leaf_names(pki_dir)]
+    permitted = _union([alt_names(cert) for cert in servers if "serverAuth" in eku_names(cert)])
     root_name = describe_certificate(root_cert)["subject_cn"]
-    return create_issuing_ca(root_key, root_cert, issuing_ca_name(root_name), *broker_names)
+    return create_issuing_ca(root_key, root_cert, issuing_ca_name(root_name), *permitted)
 
 
 def under_previous(pki_dir: Path) -> list[str]:

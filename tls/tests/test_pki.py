@@ -132,6 +132,35 @@ def test_the_issuing_ca_signs_no_names_outside_its_constraints(pki: Path):
     issue_server_certificate(*load_ca(pki), "rabbitmq", ["sub.rabbitmq"], ["127.0.0.1"])   # a subtree is inside
 
 
+def test_other_servers_of_the_project_are_certified_within_the_constraints(tmp_path: Path):
+    """The result store (result_backend = redis): its own server certificate, its names permitted by the issuing
+    CA beside the broker's, and still permitted after `rotate-issuing-ca`."""
+    from tls.pki_directory import rotate_issuing_ca
+    pki = tmp_path / "pki"
+    bootstrap_pki(pki, "rabbitmq", ROLES, ca_common_name="Test CA", servers=["results"])
+    issuing = load_certificate(pki / "issuing-ca.crt")
+    permitted = {str(n.value) for n in issuing.extensions.get_extension_for_class(x509.NameConstraints)
+                 .value.permitted_subtrees}
+    assert permitted == {"rabbitmq", "results", "localhost", "127.0.0.1/32"}
+    store = describe(pki / "results.crt")
+    assert store["subject_cn"] == "results" and "serverAuth" in store["eku"]
+    verify_chain(issuing, load_certificate(pki / "results.crt"))
+    rotate_issuing_ca(pki, load_root(pki)[0])
+    renewed = load_certificate(pki / "issuing-ca.crt")
+    assert {str(n.value) for n in renewed.extensions.get_extension_for_class(x509.NameConstraints)
+            .value.permitted_subtrees} == permitted
+    rotate(pki, "results")                                  # re-issued under the new issuing CA, same names
+    verify_chain(renewed, load_certificate(pki / "results.crt"))
+
+
+@pytest.mark.parametrize("servers, problem", [(["rabbitmq"], "must differ"), (["worker"], "must differ"),
+                                              (["results", "results"], "must differ"), (["Bad_Host"], "is invalid")])
+def test_a_server_name_that_clashes_or_is_no_host_is_refused_before_anything_is_written(tmp_path, servers, problem):
+    with pytest.raises(PKIError, match=problem):
+        bootstrap_pki(tmp_path / "pki", "rabbitmq", ROLES, servers=servers)
+    assert not (tmp_path / "pki").exists()
+
+
 def test_ca_extensions(ca):
     _, cert = ca
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
