@@ -14,7 +14,7 @@ from tests.support.bake import bake, run_in
 VARIANTS = {
     "defaults": {},
     "one-vhost": {"vhosts": "solo"},
-    "three-vhosts": {"vhosts": "alpha,beta-2,gamma"},
+    "three-vhosts-redis": {"vhosts": "alpha,beta-2,gamma", "result_backend": "redis"},
     "management-https-flower": {"management_ui": "https", "flower": "https"},
     "password-login": {"broker_login": "password", "broker_metrics": "off"},
     "no-results": {"result_backend": "none"},
@@ -78,6 +78,10 @@ def test_keys_and_passwords_are_private_but_readable_by_their_container_user(bak
                            else {})}
     if answers.get("error_reports") == "sentry":   # the Sentry DSN and CA: every worker mounts them
         readers |= {"secrets/error-reports.dsn": {uid}, "secrets/error-reports-ca.pem": {uid}}
+    if answers.get("result_backend") == "redis":   # the store's key and users (uid 999); each login its identity's
+        readers |= {"pki/results.key": {999}, "secrets/results-users.acl": {999},
+                    **{f"secrets/results-{vhost}-{role}.password": {uid} for vhost in vhosts
+                       for role in ("worker", "producer")}}
     found = {str(p.relative_to(project)) for p in [*(project / "pki").glob("*.key"), *(project / "pki-root").iterdir(),
                                                    *(project / "secrets").iterdir()]}
     assert found == set(readers)
@@ -146,6 +150,12 @@ def test_stack_toml_matches_the_answers(baked):
     assert ("sentry-sdk==" in (project / "requirements" / "worker.lock").read_text()) == sentry
     reports = [project / "secrets" / name for name in ("error-reports.dsn", "error-reports-ca.pem")]
     assert [path.exists() and path.read_text() == "" for path in reports] == [sentry, sentry]
+    # result_backend = redis: the store's image, configuration, client code and pin, and its certificate.
+    redis = answers.get("result_backend", "rpc") == "redis"
+    assert stack["results"]["backend"] == answers.get("result_backend", "rpc")
+    assert [(package / "result_store.py").exists(), (project / "results" / "redis.conf").exists(),
+            (project / "docker" / "results" / "Dockerfile").exists(), (project / "pki" / "results.crt").exists(),
+            "redis==" in (project / "requirements" / "worker.lock").read_text()] == [redis] * 5
 
 
 def test_baked_unit_and_static_tests_pass(baked):

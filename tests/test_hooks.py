@@ -29,6 +29,10 @@ REFUSALS = [
     ({"flower": "on"}, "on provided for choice variable flower, but the choices are"),
     ({"error_reports": "sentry"}, ("worker_egress 'none' gives them no route out of the stack; choose "
                                    "worker_egress 'allowed', or error_reports 'off'.")),
+    ({"result_backend": "memcached"}, "memcached provided for choice variable result_backend, but the choices are"),
+    ({"broker_host": "results", "result_backend": "redis"}, "broker_host 'results' is the result store's service"),
+    ({"redis_image": "redis:6.2.14", "result_backend": "redis"}, "is older than Redis 7"),
+    ({"redis_image": "redis", "result_backend": "redis"}, "must be a pinned image reference"),
 ]
 
 

@@ -49,15 +49,16 @@ def test_compose_demo_runs_a_task_and_refuses_attacks(baked_defaults):
 def test_password_management_and_egress_variant_passes_its_security_suite(tmp_path_factory):
     # The non-default options in one live run (each changes what the suite checks: password login, no metrics
     # listener, port 15671 HTTPS only, workers with a route out, a Flower dashboard per tenant, error reports to a
-    # Sentry). Same slug as the defaults on purpose: the offline stand-in images are reused.
+    # Sentry, the result store). Same slug as the defaults on purpose: the offline stand-in images are reused.
     project = bake(tmp_path_factory.mktemp("live-variant"), broker_login="password", management_ui="https",
-                   worker_egress="allowed", broker_metrics="off", flower="https", error_reports="sentry")
+                   worker_egress="allowed", broker_metrics="off", flower="https", error_reports="sentry",
+                   result_backend="redis")
     result = run_in(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/security",
                     timeout=1500)
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
-    assert {"MON-02", "MON-03", "LOG-03"} <= {control["id"] for control in json.loads(
+    assert {"MON-02", "MON-03", "LOG-03", "RES-01", "RES-02", "RES-03"} <= {control["id"] for control in json.loads(
         (project / "reports" / "compliance.json").read_text())["controls"] if control["status"] == "pass"}
     # Password login leaves one control a documented gap, shown as such: a certificate may carry another identity's
     # password (the attack is tried, and works, as the README says). Every other control passes.

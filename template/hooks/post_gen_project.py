@@ -28,7 +28,8 @@ def copy_shared_sources():
 
 def make_pki():
     """The root (its key to pki-root/), the issuing CA, the broker's certificate and one client certificate per
-    broker user (stack.toml x roles), plus the metrics scraper's (broker_metrics = tls)."""
+    broker user (stack.toml x roles), plus the metrics scraper's (broker_metrics = tls) and the result store's
+    server certificate (result_backend = redis)."""
     sys.path.insert(0, str(PROJECT))
     try:
         from tls import PKIError, add_local_server, bootstrap_pki
@@ -39,7 +40,8 @@ def make_pki():
     stack = settings.load(PROJECT)
     try:
         bootstrap_pki(PROJECT / "pki", broker_host=BROKER_HOST, client_roles=stack.client_certificates,
-                      ca_common_name={{ (cookiecutter.project_name ~ " CA") | tojson }})
+                      ca_common_name={{ (cookiecutter.project_name ~ " CA") | tojson }},
+                      servers=stack.server_hosts)       # result_backend = redis: the result store's certificate
         for dashboard in stack.dashboard_certificates:       # flower = https: each dashboard's HTTPS certificate
             add_local_server(PROJECT / "pki", dashboard)
     except PKIError as exc:
@@ -70,6 +72,16 @@ def drop_unused_error_reports():
     suite's LOG-03 test stays, and checks that nothing of them is in the stack."""
     if {{ cookiecutter.error_reports | tojson }} != "sentry":
         drop_files("src/{{ cookiecutter.package_name }}/error_reports.py", "tests/unit/test_error_reports.py")
+
+
+def drop_unused_result_store():
+    """The result store's image, configuration, client code and stand-in only where it is baked in (result_backend =
+    redis); the security suite's RES tests stay, and check that nothing of it is in the stack."""
+    if {{ cookiecutter.result_backend | tojson }} != "redis":
+        shutil.rmtree(PROJECT / "results")
+        shutil.rmtree(PROJECT / "docker" / "results")
+        shutil.rmtree(PROJECT / "docker" / "standins" / "redis")
+        drop_files("src/{{ cookiecutter.package_name }}/result_store.py", "tests/unit/test_result_store.py")
 
 
 def write_tenant_services():
@@ -110,6 +122,7 @@ if __name__ == "__main__":
     drop_unused_monitoring()
     drop_unused_dashboard()
     drop_unused_error_reports()
+    drop_unused_result_store()
     write_tenant_services()
     write_controls_table()
     make_credentials()

@@ -99,6 +99,20 @@ def check_rabbitmq_version(ref):
              "(3.x is end of life), e.g. 'rabbitmq:4.2.9'.")
 
 
+def check_result_store(result_backend, broker_host, redis_image):
+    if result_backend != "redis":
+        return
+    if broker_host == "results":
+        fail("broker_host 'results' is the result store's service and host name (result_backend 'redis'); choose "
+             "another broker host name.")
+    check_image("redis_image", redis_image)
+    repository, _, tag = redis_image.rpartition(":")
+    major = tag.split(".")[0]
+    if repository.rsplit("/", 1)[-1] == "redis" and (not major.isdigit() or int(major) < 7):
+        fail(f"redis_image {redis_image!r} is older than Redis 7; the result store's configuration (ACL selectors, "
+             "enable-module-command) needs 7 or later, e.g. 'redis:8.2.3'.")
+
+
 def check_error_reports(error_reports, worker_egress):
     if error_reports == "sentry" and worker_egress != "allowed":
         fail("error_reports 'sentry' sends each failed task's report from the workers to your Sentry, but "
@@ -118,3 +132,5 @@ if __name__ == "__main__":
     check_image("rabbitmq_image", {{ cookiecutter.rabbitmq_image | tojson }})
     check_rabbitmq_version({{ cookiecutter.rabbitmq_image | tojson }})
     check_error_reports({{ cookiecutter.error_reports | tojson }}, {{ cookiecutter.worker_egress | tojson }})
+    check_result_store({{ cookiecutter.result_backend | tojson }}, {{ cookiecutter.broker_host | tojson }},
+                       {{ cookiecutter.redis_image | tojson }})

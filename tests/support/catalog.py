@@ -25,13 +25,13 @@ def default_bake_weakenings() -> dict[str, set[str]]:
 
 def variant_only_weakenings() -> dict[str, set[str]]:
     """weakening -> controls, for the weakenings that exist only in the live variant's bake (password login, the
-    Flower dashboard, the error reports): not run by the default bake's weakened runs; the variant's live test runs
-    them."""
+    Flower dashboard, the error reports, the result store): not run by the default bake's weakened runs; the
+    variant's live test runs them."""
     default = default_bake_weakenings()
     expected: dict[str, set[str]] = {}
     for control in controls():
         for name in [*control.get("weakened_by_password_login", []), *control.get("weakened_by_flower", []),
-                     *control.get("weakened_by_sentry", [])]:
+                     *control.get("weakened_by_sentry", []), *control.get("weakened_by_redis", [])]:
             if name not in default:
                 expected.setdefault(name, set()).add(control["id"])
     return expected

@@ -220,6 +220,9 @@ def generate(project_dir: Path, secrets_dir: Path | None = None) -> Path:
     ensure_dashboard_logins(secrets_dir, stack.dashboard_certificates)
     if stack.reports_errors:
         ensure_error_report_files(secrets_dir)
+    if stack.result_store:
+        from tools import result_store     # imports this module: loaded only where it is needed
+        result_store.generate(stack, secrets_dir)
     definitions_path = secrets_dir / "definitions.json"
     write_private_file(definitions_path, json.dumps(build_definitions(stack.vhosts, passwords, stack.topology,
                                                                       dashboard=stack.dashboard), indent=2))

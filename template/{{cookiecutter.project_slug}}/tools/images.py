@@ -1,5 +1,6 @@
 """Build the project's images: ``python -m tools.images build`` (or ``bases``, ``wheelhouse``): broker and worker,
-and with ``flower = https`` the dashboard (the worker's Dockerfile with Flower's lock).
+with ``flower = https`` the dashboard (the worker's Dockerfile with Flower's lock), and with ``result_backend =
+redis`` the result store.
 
 Base images are settings (stack.toml ``[images]``): official when present or pullable, else offline stand-ins
 (tools/standins.py). The worker's wheels come from a hash-checked wheelhouse (tools/wheelhouse.py).
@@ -28,6 +29,7 @@ class BuiltImages:
     python_base: str
     timings: dict
     dashboard: str | None = None      # tag, with flower = https
+    results: str | None = None        # tag, with result_backend = redis
 
 
 def build_images(project_dir: Path | str = settings.PROJECT_DIR) -> BuiltImages:
@@ -64,12 +66,20 @@ def build_images(project_dir: Path | str = settings.PROJECT_DIR) -> BuiltImages:
                            dockerfile="docker/worker/Dockerfile", tag=stack.images.dashboard,
                            buildargs={"PYTHON_IMAGE": python_base, "LOCK": DASHBOARD_LOCK})
         timings["dashboard"] = time.monotonic() - mark
+    if stack.result_store:
+        mark = time.monotonic()
+        redis_base = standins.resolve(client, stack.images.redis, "redis", stack)
+        engine.build_image(client, f"build the result store image {stack.images.results}", path=str(stack.project_dir),
+                           dockerfile="docker/results/Dockerfile", tag=stack.images.results,
+                           buildargs={"REDIS_IMAGE": redis_base})
+        timings["results"] = time.monotonic() - mark
     timings["total"] = time.monotonic() - started
     say(f"==> images ready in {timings['total']:.1f}s: {stack.images.broker} (FROM {rabbitmq_base}), "
         f"{stack.images.worker} (FROM {python_base})")
     return BuiltImages(stack.images.broker, stack.images.worker, broker_id, worker_id, rabbitmq_base, python_base,
                        {key: round(value, 1) for key, value in timings.items()},
-                       stack.images.dashboard if stack.dashboard else None)
+                       stack.images.dashboard if stack.dashboard else None,
+                       stack.images.results if stack.result_store else None)
 
 
 DASHBOARD_LOCK = "dashboard.lock"
@@ -96,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bases":
             say(f"rabbitmq: {standins.resolve(client, stack.images.rabbitmq, 'rabbitmq', stack)}")
             say(f"python: {python_base}")
+            if stack.result_store:
+                say(f"redis: {standins.resolve(client, stack.images.redis, 'redis', stack)}")
         else:
             wheelhouse.prepare(stack.project_dir, wheelhouse.probe_target(client, python_base), lock_name(stack))
     except (StepError, settings.SettingsError) as exc:

@@ -14,7 +14,8 @@ METRICS_SCRAPER = "monitoring"    # the client certificate (pki/monitoring.crt) 
 DASHBOARD_PORT = 5555             # Flower's HTTPS port inside its container (MON-02)
 # The optional parts a bake may add, by bake option: each may carry its own controls and weakenings (the catalog's
 # `weakened_by_<feature>`), which exist only in a project that has it.
-FEATURES = ("flower", "sentry")
+FEATURES = ("flower", "sentry", "redis")
+RESULT_BACKENDS = ("rpc", "none", "redis")
 ERROR_REPORTS_DSN = "error-reports.dsn"        # secrets/: the Sentry DSN (error_reports = sentry), empty until set
 ERROR_REPORTS_CA = "error-reports-ca.pem"      # secrets/: a self-hosted Sentry's CA (instead of certifi's), or empty
 
@@ -27,9 +28,11 @@ class SettingsError(ValueError):
 class Images:
     python: str            # official worker base image (pinned)
     rabbitmq: str          # official broker base image (pinned)
+    redis: str             # official result store base image (pinned; built on only with [results] backend = "redis")
     worker: str            # tag of the worker image this project builds
     broker: str            # tag of the broker image this project builds
     dashboard: str         # tag of the Flower image (built only with [monitoring] flower = "https")
+    results: str           # tag of the result store image (built only with [results] backend = "redis")
     standin_prefix: str    # offline stand-ins are tagged <prefix>-<kind>:<version>
 
 
@@ -52,6 +55,10 @@ class StackSettings:
     error_reports: str     # "sentry" (failed tasks reported over verified HTTPS, secrets masked, LOG-03) or "off"
     vhosts: tuple[str, ...]
     priority_vhosts: tuple[str, ...]    # tenants whose workers also run the priority queue's tasks
+    result_backend: str = "rpc"         # "rpc", "none" or "redis" (the result store, service `results_host`)
+    results_host: str = "results"       # the result store's compose service, host name and certificate name
+    results_uid: int = 999
+    results_gid: int = 999
 
     @cached_property
     def topology(self) -> ModuleType:
@@ -82,10 +89,26 @@ class StackSettings:
         return self.error_reports == "sentry"
 
     @property
+    def result_store(self) -> bool:
+        """Whether results go to the result store (service `results_host`), where chords can be joined."""
+        return self.result_backend == "redis"
+
+    @property
+    def result_store_identities(self) -> list[str]:
+        """The result store's users: one per tenant and role (workers store, producers read); none without it."""
+        return [self.topology.user_name(vhost, role) for vhost in self.vhosts
+                for role in self.topology.RESULT_STORE_ROLES] if self.result_store else []
+
+    @property
+    def server_hosts(self) -> list[str]:
+        """The project's TLS servers besides the broker, each with a certificate named after its host (pki/)."""
+        return [self.results_host] if self.result_store else []
+
+    @property
     def features(self) -> frozenset[str]:
         """The optional parts (FEATURES) this bake has."""
-        return frozenset({"flower"} if self.dashboard else set()) | frozenset({"sentry"} if self.reports_errors
-                                                                               else set())
+        present = {"flower": self.dashboard, "sentry": self.reports_errors, "redis": self.result_store}
+        return frozenset(feature for feature, baked in present.items() if baked)
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -160,6 +183,10 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
     error_reports, egress = get("monitoring", "error_reports"), get("workers", "egress")
     if error_reports not in ("off", "sentry"):
         raise SettingsError(f"{path}: [monitoring] error_reports is {error_reports!r}; it must be off or sentry")
+    result_backend = get("results", "backend")
+    if result_backend not in RESULT_BACKENDS:
+        raise SettingsError(f"{path}: [results] backend is {result_backend!r}; it must be one of "
+                            f"{', '.join(RESULT_BACKENDS)}")
     if error_reports == "sentry" and egress != "allowed":
         raise SettingsError(f"{path}: [monitoring] error_reports = \"sentry\" needs [workers] egress = \"allowed\": "
                             "the workers send their reports out of the stack")
@@ -167,8 +194,8 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         project_dir=project_dir,
         project=get("", "project"),
         package=get("", "package"),
-        images=Images(**{key: get("images", key) for key in ("python", "rabbitmq", "worker", "broker", "dashboard",
-                                                              "standin_prefix")}),
+        images=Images(**{key: get("images", key) for key in ("python", "rabbitmq", "redis", "worker", "broker",
+                                                              "dashboard", "results", "standin_prefix")}),
         broker_host=get("broker", "host"),
         broker_uid=int(get("broker", "uid")),
         broker_gid=int(get("broker", "gid")),
@@ -182,4 +209,8 @@ def load(project_dir: Path | str = PROJECT_DIR) -> StackSettings:
         error_reports=error_reports,
         vhosts=vhosts,
         priority_vhosts=tuple(get("workers", "priority_vhosts")),
+        result_backend=result_backend,
+        results_host=get("results", "host"),
+        results_uid=int(get("results", "uid")),
+        results_gid=int(get("results", "gid")),
     )

@@ -30,6 +30,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 STANDINS = {
     "python": ("3.13", "docker/standins/python"),
     "rabbitmq": ("4.0", "docker/standins/rabbitmq"),
+    "redis": ("8.0", "docker/standins/redis"),
 }
 STANDIN_LABEL = "org.example.hc.standin-dockerfile-sha256"   # rebuilt when its Dockerfile changes
 

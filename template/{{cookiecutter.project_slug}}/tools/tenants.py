@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from tools import credentials, file_access, names, settings
+from tools import credentials, file_access, names, result_store, settings
 
 REGIONS = ("services", "volumes", "secrets")
 GENERATED = "generated from stack.toml by `python -m tools.tenants sync`; edit stack.toml, not this block"
@@ -43,17 +43,29 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
         return (f"    secrets:\n      - source: ca_cert\n        target: ca.crt\n"
                 f"      - source: {key}_cert\n        target: client.crt\n"
                 f"      - source: {key}_key\n        target: client.key\n"
-                + (f"      - source: {key}_password\n        target: broker_password\n" if stack.passwords else ""))
+                + (f"      - source: {key}_password\n        target: broker_password\n" if stack.passwords else "")
+                + (f"      - source: {key}_results_password\n        target: results_password\n"
+                   if stack.result_store and role in stack.topology.RESULT_STORE_ROLES else ""))
+
+    def depends_on() -> str:
+        """The broker, and the result store where there is one: both healthy before a client starts."""
+        return ("    depends_on:\n      broker:\n        condition: service_healthy\n"
+                + (f"      {stack.results_host}:\n        condition: service_healthy\n" if stack.result_store else ""))
+
+    def result_store_url(role: str) -> str:
+        return (f"      TASKS_RESULT_STORE_URL: rediss://{stack.topology.user_name(vhost, role)}@{stack.results_host}:6379/0\n"
+                if stack.result_store else "")
 
     return (
         f"\n  {stack.worker_service(vhost)}:\n"
         f"    <<: *hardened\n"
         f"    image: {stack.images.worker}\n"
         f"    user: \"{uid}:{gid}\"\n"
-        f"    depends_on:\n      broker:\n        condition: service_healthy\n"
+        f"{depends_on()}"
         f"{egress}"
         f"    environment:\n"
         f"      TASKS_BROKER_URL: {url('worker')}\n"
+        f"{result_store_url('worker')}"
         f"      # The queues whose tasks this tenant runs (TEN-03, allowlist.py); any other task is dead-lettered, never run.\n"
         f"      TASKS_ALLOWED_QUEUES: \"{','.join(stack.tenant_queues(vhost))}\"\n"
         + ("      TASKS_SEND_EVENTS: \"true\"       # for its dashboard (MON-02): task events, JSON, read by its monitor\n"
@@ -72,9 +84,10 @@ def render_services(stack: settings.StackSettings, vhost: str) -> str:
         f"    profiles: [tools]\n"
         f"    image: {stack.images.worker}\n"
         f"    user: \"{uid}:{gid}\"\n"
-        f"    depends_on:\n      broker:\n        condition: service_healthy\n"
+        f"{depends_on()}"
         f"    environment:\n"
         f"      TASKS_BROKER_URL: {url('producer')}\n"
+        f"{result_store_url('producer')}"
         f"    command: [\"python3\", \"-m\", \"{stack.package}.demo\"]\n"
         f"    healthcheck:\n      disable: true\n"
         f"    tmpfs:\n      - /tmp:size=16m,uid={uid},gid={gid},mode=0700\n"
@@ -133,6 +146,10 @@ def render_secrets(stack: settings.StackSettings, vhost: str) -> str:
     for role in roles if stack.passwords else ():
         lines += [f"  {secret_key(vhost, role)}_password:",
                   f"    file: {SECRET_FILES}/{stack.topology.user_name(vhost, role)}.password"]
+    for role in stack.topology.RESULT_STORE_ROLES if stack.result_store else ():
+        lines += [f"  {secret_key(vhost, role)}_results_password:",
+                  f"    file: {SECRET_FILES}/"
+                  f"{result_store.credential_path(Path(), stack.topology.user_name(vhost, role))}"]
     if stack.dashboard:
         service = stack.dashboard_service(vhost)
         lines += [f"  {service}_cert:", f"    file: {PKI_FILES}/{service}.crt",
@@ -252,6 +269,8 @@ def add(project_dir: Path, vhost: str, priority: bool = False) -> list[str]:
     credentials.generate(project_dir)
     services = [stack.worker_service(vhost), *([stack.dashboard_service(vhost)] if stack.dashboard else [])]
     return ["docker compose exec broker broker-boot reconcile   # the broker loads the new vhost, users and grants",
+            *([f"docker compose restart {stack.results_host}   # the result store loads its new users (results "
+               "persist)"] if stack.result_store else []),
             f"docker compose up -d --wait {' '.join(services)}   # its worker{' and dashboard' if stack.dashboard else ''}",
             f"docker compose run --rm {stack.producer_service(vhost)}   # a task through the new tenant"]
 
@@ -276,11 +295,14 @@ def remove(project_dir: Path, vhost: str) -> list[str]:
     for identity in identities(stack, vhost):
         for path in credentials.credential_files(stack.project_dir / "secrets", identity):
             path.unlink(missing_ok=True)
+        result_store.credential_path(stack.project_dir / "secrets", identity).unlink(missing_ok=True)
     for dashboard in dashboards:
         credentials.dashboard_login_path(stack.project_dir / "secrets", dashboard).unlink(missing_ok=True)
     credentials.generate(project_dir)
     return [f"docker compose up -d --remove-orphans   # stops {stack.worker_service(vhost)}",
             "docker compose exec broker broker-boot reconcile   # deletes its users, closing their connections",
+            *([f"docker compose restart {stack.results_host}   # the result store drops its users; its results "
+               "expire"] if stack.result_store else []),
             f"# its vhost stays, with nobody allowed in; `docker compose exec broker rabbitmqctl delete_vhost {vhost}` "
             f"deletes its messages, `docker volume rm {stack.project}_data-{vhost}` its worker's data"]
 

@@ -7,9 +7,13 @@ from urllib.parse import urlsplit
 
 from . import errors
 from .password_login import PasswordFileLogin, read_credential
+{%- if cookiecutter.result_backend == "redis" %}
+from .result_store import ResultStoreSettings
+{%- endif %}
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
 LOGINS = ("certificate", "password")
+RESULT_BACKENDS = ("rpc", "none", "redis")
 # Celery itself reads these (the CLI maps BROKER_URL to --broker): any of them would silently replace the
 # broker URL and TLS options checked here, so their presence is a configuration error.
 CELERY_OVERRIDES = ("BROKER_URL", "RESULT_BACKEND", "CELERY_BROKER_URL", "CELERY_BROKER_READ_URL",
@@ -43,6 +47,19 @@ def _flag(name: str) -> bool:
     return value == "true"
 
 
+def result_store_from_env(backend: str, tenant: str, ca_file: Path, cert_file: Path, key_file: Path,
+                          secrets_dir: str):
+    """The result store's settings with result_backend = redis (the tenant is the broker URL's vhost)."""
+{%- if cookiecutter.result_backend == "redis" %}
+    if backend == "redis":
+        return ResultStoreSettings.from_env(tenant, ca_file, cert_file, key_file, secrets_dir)
+{%- else %}
+    if backend == "redis":      # this bake has no result store: its client code and library are not in the image
+        raise errors.ImproperlyConfigured(errors.UNKNOWN_BACKEND.format(value=backend))
+{%- endif %}
+    return None
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
     """Where the broker is and which identity (user + client certificate) this process presents."""
@@ -53,9 +70,11 @@ class BrokerSettings:
     ca_file: Path
     cert_file: Path
     key_file: Path
-    result_backend: str      # "rpc" or "none"
+    result_backend: str      # "rpc", "none" or "redis" (then result_store says where and as whom)
     tls_server_name: str     # name the broker certificate must carry (defaults to the URL's host)
     send_events: bool = False    # workers publish task events (only for the Flower dashboard, MON-02)
+    # result_backend = redis: the store and this identity's login there (a bake without the store has none)
+    result_store: {% if cookiecutter.result_backend == "redis" %}"ResultStoreSettings | None"{% else %}None{% endif %} = None
 
     @property
     def login_method(self) -> str:
@@ -75,23 +94,28 @@ class BrokerSettings:
             raise errors.ImproperlyConfigured(errors.CREDENTIAL_IN_URL)
         secrets_dir = os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR)
         backend = os.environ.get("TASKS_RESULT_BACKEND", "{{ cookiecutter.result_backend }}")
-        if backend not in ("rpc", "none"):
+        if backend not in RESULT_BACKENDS:
             raise errors.ImproperlyConfigured(errors.UNKNOWN_BACKEND.format(value=backend))
         env = os.environ.get
         login = env("TASKS_BROKER_LOGIN", "{{ cookiecutter.broker_login }}")
         if login not in LOGINS:
             raise errors.ImproperlyConfigured(errors.UNKNOWN_LOGIN.format(value=login))
+        ca_file = _readable_file("CA certificate", env("TLS_CA_FILE", f"{secrets_dir}/ca.crt"))
+        cert_file = _readable_file("client certificate", client_certificate_file())
+        key_file = _readable_file("client key", env("TLS_KEY_FILE", f"{secrets_dir}/client.key"))
         settings = cls(
             url=url,
             login=login,
             password_file=None if login == "certificate" else _readable_file(
                 "broker password", env("TASKS_BROKER_PASSWORD_FILE", f"{secrets_dir}/broker_password")),
-            ca_file=_readable_file("CA certificate", env("TLS_CA_FILE", f"{secrets_dir}/ca.crt")),
-            cert_file=_readable_file("client certificate", client_certificate_file()),
-            key_file=_readable_file("client key", env("TLS_KEY_FILE", f"{secrets_dir}/client.key")),
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
             result_backend=backend,
             tls_server_name=env("TLS_SERVER_NAME") or urlsplit(url).hostname or "",
             send_events=_flag("TASKS_SEND_EVENTS"),
+            result_store=result_store_from_env(backend, parts.path.lstrip("/"), ca_file, cert_file, key_file,
+                                               secrets_dir),
         )
         if settings.password_file is not None:
             read_credential(settings.password_file, settings.identity)     # a wrong file fails here, not at login

@@ -43,7 +43,8 @@ def build_config(broker: BrokerSettings) -> dict:
         "result_accept_content": JSON_ONLY,
         "event_serializer": "json",
         # --- results ---
-        # rpc: results travel back over the same TLS connection (no extra service to secure).
+        # rpc: results travel back over the same TLS connection (no extra service to secure). redis: the result
+        # store (result_store.py), which chords need; its settings are merged below.
         "result_backend": ("{{ cookiecutter.package_name }}.results.ReplyQueueOnceRPCBackend://"
                            if broker.result_backend == "rpc" else None),
         "task_ignore_result": broker.result_backend == "none",
@@ -83,4 +84,4 @@ def build_config(broker: BrokerSettings) -> dict:
         "worker_hijack_root_logger": False,
         "enable_utc": True,
         "timezone": "UTC",
-    }
+    } | (broker.result_store.config() if broker.result_store is not None else {})

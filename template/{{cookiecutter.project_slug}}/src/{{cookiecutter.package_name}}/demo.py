@@ -14,6 +14,10 @@ def main() -> int:
         print("sent add(2, 3); results are disabled (result_backend = none), see the worker log")
         return 0
     print(f"add(2, 3) = {add.delay(2, 3).get(timeout=RESULT_TIMEOUT_SECONDS)}")
+    if getattr(app.backend, "supports_chords", False):        # result_backend = redis: a chord, joined on a worker
+        from .canvas import chunked_sum_chord
+        total = chunked_sum_chord(list(range(1, 1001)), 100).apply_async().get(timeout=RESULT_TIMEOUT_SECONDS)
+        print(f"chord: 1 + 2 + ... + 1000 in 10 chunks, added up by a worker = {total}")
     try:
         add.delay("two", 3)
     except InvalidTaskArguments as exc:

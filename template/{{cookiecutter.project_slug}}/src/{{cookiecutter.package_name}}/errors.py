@@ -16,7 +16,11 @@ OVERRIDE_VARIABLE = ("refusing to start: {name} is set; Celery would use it inst
                      "(use TASKS_BROKER_URL)")
 UNKNOWN_QUEUES = "refusing to start: {name} names {unknown}, which are not task queues (known: {known})"
 UNKNOWN_LOGIN = "refusing to start: TASKS_BROKER_LOGIN {value!r} is not one of 'certificate', 'password'"
-UNKNOWN_BACKEND = "refusing to start: TASKS_RESULT_BACKEND {value!r} is not one of 'rpc', 'none'"
+UNKNOWN_BACKEND = "refusing to start: TASKS_RESULT_BACKEND {value!r} is not one of 'rpc', 'none', 'redis'"
+PLAINTEXT_RESULT_STORE = ("refusing to start: result store URL scheme is {scheme!r}; only 'rediss://' (TLS) is "
+                          "allowed")
+RESULT_STORE_URL = ("refusing to start: the result store URL {url!r} must be rediss://<identity>@<host>:<port>/<db>, "
+                    "without a password (that is in its file)")
 PLAINTEXT_DSN = ("refusing to start: the error reports DSN in {path} is {scheme!r}, not 'https'; reports would "
                  "cross the network in clear text")
 UNREADABLE_CA = ("refusing to start: {path} holds no CA certificate in PEM; put the self-hosted Sentry's CA there, "

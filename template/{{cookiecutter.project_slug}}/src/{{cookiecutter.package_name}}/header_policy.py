@@ -23,6 +23,9 @@ REPLY_QUEUE = re.compile(topology.REPLY_QUEUE_PATTERN)
 # What the project's own canvas puts in an embedded signature's options (chain steps): nothing that routes,
 # delays or renames.
 SIGNATURE_OPTIONS = {"task_id", "reply_to", "priority"}
+MAX_GROUP_SIZE = 10_000
+# A chord's body (result_backend = redis) also names the group whose results it joins.
+CHORD_BODY_OPTIONS = SIGNATURE_OPTIONS | {"group_id"}
 
 
 def _is_id(value) -> bool:
@@ -56,7 +59,7 @@ def _time_limit_problem(timelimit, task) -> str | None:
     return None
 
 
-def _signature_problem(signature, tasks) -> str | None:
+def _signature_problem(signature, tasks, allowed_options=frozenset(SIGNATURE_OPTIONS)) -> str | None:
     if not isinstance(signature, dict):
         return "an embedded signature is not an object"
     name = signature.get("task")
@@ -65,16 +68,19 @@ def _signature_problem(signature, tasks) -> str | None:
     if signature.get("subtask_type") is not None:
         return "an embedded signature is a nested canvas"
     options = signature.get("options") or {}
-    if not isinstance(options, dict) or set(options) - SIGNATURE_OPTIONS:
-        return f"an embedded signature sets options {sorted(set(options) - SIGNATURE_OPTIONS)[:5]}"
+    if not isinstance(options, dict) or set(options) - allowed_options:
+        return f"an embedded signature sets options {sorted(set(options) - allowed_options)[:5]}"
     if options.get("reply_to") is not None and not REPLY_QUEUE.match(str(options["reply_to"])):
         return "an embedded signature replies to a queue that is not a reply queue"
+    if not _is_id(options.get("group_id")):
+        return "an embedded signature's group_id is not a task id"
     return None
 
 
 def violation(headers: dict, properties: dict, embed: dict | None, tasks,
-              now: dt.datetime | None = None) -> str | None:
-    """The first rule a protocol-2 task message breaks, or None. `tasks` is the app's task registry."""
+              now: dt.datetime | None = None, chords: bool = False) -> str | None:
+    """The first rule a protocol-2 task message breaks, or None. `tasks` is the app's task registry; `chords`:
+    whether the result backend joins chords (the result store does, rpc does not)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     name = headers.get("task")
     if isinstance(name, str) and name.startswith(BUILT_IN_PREFIX):
@@ -97,6 +103,10 @@ def violation(headers: dict, properties: dict, embed: dict | None, tasks,
     for header in ("id", "root_id", "parent_id", "group"):
         if not _is_id(headers.get(header)):
             return f"{header} is not a task id"
+    group_index = headers.get("group_index")      # a chord orders its header's results by it
+    if group_index is not None and (not isinstance(group_index, int) or isinstance(group_index, bool)
+                                    or not 0 <= group_index < MAX_GROUP_SIZE):
+        return f"group_index {str(group_index)[:20]} is not within [0, {MAX_GROUP_SIZE})"
     if headers.get("stamped_headers") or headers.get("stamps") or headers.get("replaced_task_nesting", 0):
         return "stamping and replaced-task headers are not used by this project"
     reply_to = properties.get("reply_to")
@@ -104,7 +114,11 @@ def violation(headers: dict, properties: dict, embed: dict | None, tasks,
         return f"reply_to {str(reply_to)[:80]!r} is not a reply queue"
     embed = embed or {}
     if embed.get("chord") is not None:
-        return "chords are not supported by this project's result backend"
+        if not chords:
+            return "chords are not supported by this project's result backend"
+        problem = _signature_problem(embed["chord"], tasks, CHORD_BODY_OPTIONS)
+        if problem:
+            return f"chord: {problem}"
     for key in ("callbacks", "errbacks", "chain"):
         signatures = embed.get(key)
         if signatures is None:

@@ -138,7 +138,8 @@ class DeadLetteringConsumer(Consumer):
                     if problem is not None:
                         return self.dead_letter(message, "malformed-envelope", ValueError(problem))
                     broken = header_policy.violation(message.headers, message.properties or {},
-                                                     message.decode()[2], self.app.tasks)
+                                                     message.decode()[2], self.app.tasks,
+                                                     chords=getattr(self.app.backend, "supports_chords", False))
                     if broken is not None:
                         return self.dead_letter(message, "header-policy", ValueError(broken))
                     name = message.headers["task"]

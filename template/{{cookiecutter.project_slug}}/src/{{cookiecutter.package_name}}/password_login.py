@@ -17,7 +17,7 @@ READ_ATTEMPTS = 5
 READ_PAUSE_SECONDS = 0.1
 
 
-def parse_credential(text: str, path: Path, identity: str) -> tuple[str, str]:
+def parse_credential(text: str, path: Path, identity: str, users: tuple[str, ...] | None = None) -> tuple[str, str]:
     try:
         entry = json.loads(text)
     except ValueError:
@@ -25,21 +25,22 @@ def parse_credential(text: str, path: Path, identity: str) -> tuple[str, str]:
     if not (isinstance(entry, dict) and isinstance(entry.get("user"), str) and isinstance(entry.get("password"), str)
             and entry["password"]):
         raise errors.ImproperlyConfigured(errors.MALFORMED_CREDENTIAL_FILE.format(path=path))
-    users = topology.password_users(identity)
+    users = topology.password_users(identity) if users is None else users
     if entry["user"] not in users:
         raise errors.ImproperlyConfigured(errors.FOREIGN_CREDENTIAL_FILE.format(path=path, user=entry["user"],
                                                                                identity=identity, users=users))
     return entry["user"], entry["password"]
 
 
-def read_credential(path: Path, identity: str) -> tuple[str, str]:
-    """(user, password) of `identity` from its credential file, the user one of topology.password_users(identity)."""
+def read_credential(path: Path, identity: str, users: tuple[str, ...] | None = None) -> tuple[str, str]:
+    """(user, password) of `identity` from its credential file, the user one of `users` (for the broker, by default,
+    topology.password_users(identity))."""
     for _ in range(READ_ATTEMPTS - 1):
         try:
-            return parse_credential(path.read_text(encoding="utf-8"), path, identity)
+            return parse_credential(path.read_text(encoding="utf-8"), path, identity, users)
         except (OSError, errors.ImproperlyConfigured):
             time.sleep(READ_PAUSE_SECONDS)
-    return parse_credential(path.read_text(encoding="utf-8"), path, identity)      # the last attempt raises
+    return parse_credential(path.read_text(encoding="utf-8"), path, identity, users)      # the last attempt raises
 
 
 class PasswordFileLogin(AMQPLAIN):

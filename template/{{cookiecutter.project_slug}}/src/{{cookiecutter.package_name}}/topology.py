@@ -62,6 +62,16 @@ def user_name(vhost: str, role: str) -> str:
     return f"{vhost}-{role}"
 
 
+# The roles with a user of the result store (result_backend = redis): workers store results, producers read them.
+RESULT_STORE_ROLES = ("worker", "producer")
+
+
+def result_key_prefix(vhost: str) -> str:
+    """Every key and channel of `vhost`'s results starts with this; the result store confines the tenant's users to
+    it (tools/result_store.py) and Celery puts it before each key (result_store.py, global_keyprefix)."""
+    return f"{vhost}:"
+
+
 def password_users(identity: str) -> tuple[str, str]:
     """Password login only: the two broker users an identity alternates between (its own name, then `<name>.b`),
     so that a new password is in place and an old one still works while clients move over (CRED-08)."""

@@ -4,6 +4,7 @@ import time
 BROKER_READY = "definitions reconciled"       # broker/boot.sh, once RabbitMQ is up and holds only what definitions say
 WORKER_READY = " ready."                      # Celery's worker, once it consumes
 DASHBOARD_READY = "dashboard receiving task events"   # src/<package>/dashboard.py, once its event queue is bound
+RESULTS_READY = "Ready to accept connections tls"     # the result store (result_backend = redis), on its TLS port
 
 
 class StartupFailed(RuntimeError):

@@ -27,15 +27,16 @@ class ScratchFiles:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def broker_config_swapped(project_dir: Path, swaps: dict[str, str], name: str = "rabbitmq.conf") -> str:
-    """broker/<name> with each line whose text (indentation aside) is `line` replaced by `swaps[line]`, indented
-    alike: a conf.d file cannot undo e.g. `listeners.tcp = none`, and advanced.config is not merged, so an altered
-    broker gets a whole replaced file."""
-    lines = (project_dir / "broker" / name).read_text().splitlines()
+def broker_config_swapped(project_dir: Path, swaps: dict[str, str], name: str = "rabbitmq.conf",
+                          directory: str = "broker") -> str:
+    """<directory>/<name> (the broker's by default) with each line whose text (indentation aside) is `line` replaced
+    by `swaps[line]`, indented alike: a conf.d file cannot undo e.g. `listeners.tcp = none`, and advanced.config is
+    not merged, so an altered broker gets a whole replaced file."""
+    lines = (project_dir / directory / name).read_text().splitlines()
     for line, replacement in swaps.items():
         found = [candidate for candidate in lines if candidate.strip() == line]
         if len(found) != 1:
-            raise ValueError(f"broker/{name} no longer contains exactly one line {line!r}")
+            raise ValueError(f"{directory}/{name} no longer contains exactly one line {line!r}")
         indent = found[0][:len(found[0]) - len(found[0].lstrip())]
         lines = [indent + replacement if candidate is found[0] else candidate for candidate in lines]
     return "\n".join(lines) + "\n"

@@ -17,8 +17,8 @@ import docker
 import pika
 from pika.exceptions import ProbableAccessDeniedError
 
-from tests.harness.readiness import (BROKER_READY, DASHBOARD_READY, WORKER_READY, wait_for_connection_room,
-                                     wait_for_log)
+from tests.harness.readiness import (BROKER_READY, DASHBOARD_READY, RESULTS_READY, WORKER_READY,
+                                     wait_for_connection_room, wait_for_log)
 from tools import file_access, images, settings
 from tools.broker_client import Endpoint
 from tools.compose import ComposeProject
@@ -50,6 +50,7 @@ class StackUnderTest:
     broker_port: int
     management_port: int
     metrics_port: int
+    results_port: int = 0                           # the result store's loopback port (result_backend = redis)
     secrets_dir: Path | None = None                 # passwords of the users tests log in as (default secrets/)
     pki_dir: Path | None = None                     # their certificates and keys (default pki/)
     one_offs: list = field(default_factory=list)    # containers started by run_one_off, removed by stop()
@@ -84,6 +85,11 @@ class StackUnderTest:
         return self.project.container("broker")
 
     @property
+    def results(self):
+        """The result store's container (result_backend = redis), else None."""
+        return self.project.container(self.stack.results_host) if self.stack.result_store else None
+
+    @property
     def workers(self) -> dict:
         return {vhost: self.project.container(self.stack.worker_service(vhost)) for vhost in self.stack.vhosts}
 
@@ -99,17 +105,35 @@ class StackUnderTest:
         container.reload()
         return int(container.attrs["NetworkSettings"]["Ports"][f"{settings.DASHBOARD_PORT}/tcp"][0]["HostPort"])
 
+    def result_store_settings(self, vhost: str, role: str):
+        """With result_backend = redis: how `<vhost>-<role>` reaches the store of this stack (its loopback port; the
+        store's certificate names 127.0.0.1 too), with its password from this stack's secrets. Otherwise None."""
+        if not self.stack.result_store:
+            return None
+        from importlib import import_module     # the package's result_store.py exists only with the result store
+        from tools import result_store
+        settings = import_module(f"{self.stack.package}.result_store").ResultStoreSettings
+        identity = self.stack.topology.user_name(vhost, role)
+        certificate, key = self.endpoint.certificate_files(identity)
+        secrets_dir = self.secrets_dir or self.project_dir / "secrets"
+        return settings(f"rediss://{identity}@127.0.0.1:{self.results_port}/0",
+                        result_store.credential_path(secrets_dir, identity), vhost, self.project_dir / "pki" / "ca.crt",
+                        certificate, key)
+
     def services(self) -> dict:
         """Every long-running container of the stack, by compose service name."""
         return {"broker": self.broker, **{self.stack.worker_service(v): w for v, w in self.workers.items()},
-                **{self.stack.dashboard_service(v): d for v, d in self.dashboards.items()}}
+                **{self.stack.dashboard_service(v): d for v, d in self.dashboards.items()},
+                **({self.stack.results_host: self.results} if self.stack.result_store else {})}
 
     def start(self, *services: str) -> "StackUnderTest":
         """`up` the given services (default: all but the tools profile); ready once each logged its readiness."""
         self.project.down(stop_timeout=1)           # leftovers of an interrupted run under the same name
         self.project.up(*services, wait=False)
         wait_for_log(self.broker, BROKER_READY, timeout=120)
-        ready = [(self.project.container(self.stack.worker_service(v)), WORKER_READY) for v in self.stack.vhosts
+        ready = [(self.results, RESULTS_READY)] if self.stack.result_store and (
+            not services or self.stack.results_host in services) else []
+        ready += [(self.project.container(self.stack.worker_service(v)), WORKER_READY) for v in self.stack.vhosts
                  if not services or self.stack.worker_service(v) in services]
         ready += [(self.project.container(self.stack.dashboard_service(v)), DASHBOARD_READY) for v in self.stack.vhosts
                   if self.stack.dashboard and (not services or self.stack.dashboard_service(v) in services)]
@@ -155,10 +179,11 @@ def stack_under_test(project_dir: Path, purpose: str, overrides: tuple[Path, ...
                          "(it becomes part of a compose project name)")
     images.build_images(project_dir)
     stack = settings.load(project_dir)
-    ports = {name: str(free_loopback_port()) for name in ("BROKER_TLS_PORT", "MANAGEMENT_PORT", "METRICS_PORT")}
+    ports = {name: str(free_loopback_port()) for name in ("BROKER_TLS_PORT", "MANAGEMENT_PORT", "METRICS_PORT",
+                                                          "RESULTS_TLS_PORT")}
     files = (stack.project_dir / "compose.yaml", *overrides)
     name = f"{stack.project}-test-{purpose}" + (f"-{label}" if label else "")
     project = ComposeProject(stack.project_dir, name, files, {**ports, **(variables or {})})
     return StackUnderTest(stack, project, int(ports["BROKER_TLS_PORT"]), int(ports["MANAGEMENT_PORT"]),
-                          int(ports["METRICS_PORT"]),
+                          int(ports["METRICS_PORT"]), int(ports["RESULTS_TLS_PORT"]),
                           secrets_dir=secrets_dir, pki_dir=pki_dir)

@@ -117,12 +117,14 @@ def celery_client(stack, vhosts, weakening):
     vhost = vhosts[0]
     user = topology.user_name(vhost, "producer")
     certificate, key = endpoint.certificate_files(user)
+    ca = PROJECT_DIR / "pki" / "ca.crt"
+    if weakening:
+        weakening.patch_clients()         # before the app exists: some patches change how it is configured
     app = create_app(BrokerSettings(
         url=f"amqps://{user}@127.0.0.1:{endpoint.port}/{vhost}", login=login,
         password_file=endpoint.password_file(vhost, "producer") if stack.stack.passwords else None,
-        ca_file=PROJECT_DIR / "pki" / "ca.crt", cert_file=certificate, key_file=key,
+        ca_file=ca, cert_file=certificate, key_file=key,
         result_backend="{{ cookiecutter.result_backend }}",
-        tls_server_name=stack.stack.broker_host))
-    if weakening:
-        weakening.patch_clients()
+        tls_server_name=stack.stack.broker_host, result_store=stack.result_store_settings(vhost, "producer")))
     return app
+

@@ -32,6 +32,7 @@ def test_only_the_tls_ports_are_published_and_only_on_loopback(model, stack, rec
     expected = [("broker", "127.0.0.1", port) for port in stack.tls_ports]
     expected += [(stack.dashboard_service(vhost), "127.0.0.1", settings.DASHBOARD_PORT)
                  for vhost in stack.vhosts if stack.dashboard]      # Flower: HTTPS only (MON-02)
+    expected += [(stack.results_host, "127.0.0.1", 6379)] if stack.result_store else []   # TLS only (RES-01)
     assert sorted(published) == sorted(expected)
 
 

@@ -170,7 +170,8 @@ def forged_headers() -> dict[str, dict]:
         "chain-into-evidence": message(embed={"chain": [step(ADD, queue="dead-letters")]}),
         "callback-built-in": message(embed={"callbacks": [step("celery.backend_cleanup")]}),
         "id-breaks-log-line": message(task_id="x\nTask forged succeeded"),
-        "chord": message(embed={"chord": step(ADD)}),
+        # A chord whose body would publish into the evidence (without the result store, any chord is refused).
+        "chord-into-evidence": message(embed={"chord": step(ADD, queue="dead-letters")}),
     }
 
 

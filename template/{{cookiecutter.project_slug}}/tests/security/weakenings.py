@@ -12,6 +12,7 @@ says how each one is made. Two kinds, both changes to the shipped files and neve
 import importlib
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,6 +107,42 @@ CONFIG_SWAPS = {
 # The swaps of the metrics endpoint's lines, which only a bake with broker_metrics = tls has.
 METRICS_SWAPS = {"metricsnocert", "plainmetrics"}
 
+# Line swaps in the result store's configuration (results/redis.conf; result_backend = redis only).
+RESULTS_CONFIG_SWAPS = {
+    # "A local tool speaks plain Redis": a plaintext port beside the TLS one.
+    "plainresults": {"port 0": "port 6380"},
+    # "The certificate is one more thing to hand out; the password is enough": client certificates not asked for.
+    "resultsnocert": {"tls-auth-clients yes": "tls-auth-clients no"},
+    # "Reports can be large": Redis's own limit on a value (512 MB) back.
+    "bigresults": {"proto-max-bulk-len 1mb": "proto-max-bulk-len 512mb"},
+    # With openresults (ACL_EDITS): Redis's protected mode refuses every remote client while the default user has no
+    # password ("DENIED ... protected mode"), so it is switched off too, as that error message suggests.
+    "openresults": {"protected-mode yes": "protected-mode no"},
+}
+
+
+# Edits of the result store's users (secrets/results-users.acl): name -> edit(text of the file, stack).
+def open_default_user(acl: str, stack: settings.StackSettings) -> str:
+    """Redis's own default: the default user on, no password, every command and key (and protected mode off,
+    RESULTS_CONFIG_SWAPS)."""
+    return acl.replace("user default off resetpass resetkeys resetchannels -@all", "user default on nopass ~* &* +@all")
+
+
+def shared_keyspace(acl: str, stack: settings.StackSettings) -> str:
+    """"One keyspace for everyone, the prefixes keep them apart": every user's keys and channels are all of them."""
+    prefixes = "|".join(re.escape(stack.topology.result_key_prefix(vhost)) for vhost in stack.vhosts)
+    return re.sub(rf"(%R~|~|&)(?:{prefixes})\S*", r"\1*", acl)
+
+
+def all_commands(acl: str, stack: settings.StackSettings) -> str:
+    """"Listing every command is tedious": each user may run any command (on its own keys still)."""
+    return "\n".join(line.split(" -@all")[0] + " +@all" if line.startswith("user ") and " on " in line else line
+                     for line in acl.splitlines()) + "\n"
+
+
+ACL_EDITS: dict[str, Callable[[str, settings.StackSettings], str]] = {
+    "openresults": open_default_user, "sharedresults": shared_keyspace, "resultsallcommands": all_commands}
+
 
 # sitecustomize.py bodies for the worker containers (%-formatted: this file is itself a template, so no double
 # braces here).
@@ -154,6 +191,14 @@ import sentry_sdk.transport as transport
 _options = transport.HttpTransport._get_pool_options
 transport.HttpTransport._get_pool_options = lambda self: dict(_options(self), cert_reqs="CERT_NONE")
 """
+# "Our results are Python objects": results pickled, as Celery once did by default (the clients alike, CLIENT_PATCHES).
+PATCH_RESULT_PICKLE = """
+import %(package)s.result_store as result_store, %(package)s.serialization as serialization
+_config = result_store.ResultStoreSettings.config
+result_store.ResultStoreSettings.config = lambda self: dict(_config(self), result_serializer="pickle",
+                                                            result_accept_content=["json", "pickle"])
+serialization.remove_unsafe_serializers = lambda: None
+"""
 # The dashboards (flower = https) started with one change to the shipped launcher, src/<package>/dashboard.py:
 # name -> (the statement run on that module before it serves, extra environment).
 DASHBOARD_PATCHES = {
@@ -164,7 +209,8 @@ DASHBOARD_PATCHES = {
 }
 WORKER_PATCHES = {"pickle": PATCH_PICKLE, "novalidation": PATCH_NO_VALIDATION, "nohostcheck": PATCH_NO_HOST_CHECK,
                   "noheaderpolicy": PATCH_NO_HEADER_POLICY, "anytask": PATCH_ANY_TASK, "noredaction": PATCH_NO_REDACTION,
-                  "noscrubbing": PATCH_NO_SCRUBBING, "unverifiedreports": PATCH_UNVERIFIED_REPORTS}
+                  "noscrubbing": PATCH_NO_SCRUBBING, "unverifiedreports": PATCH_UNVERIFIED_REPORTS,
+                  "resultpickle": PATCH_RESULT_PICKLE}
 
 
 # Edits of the definitions file (secrets/definitions.json) the broker imports: name -> edit(definitions, stack).
@@ -241,6 +287,29 @@ def producer_without_redaction(patches: pytest.MonkeyPatch, stack: settings.Stac
                     lambda schema, args, kwargs: {"argsrepr": saferepr(args), "kwargsrepr": saferepr(kwargs)})
 
 
+def results_without_host_check(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:
+    """"The store's certificate says `results`, we reach it by address": its clients no longer check the name."""
+    module = importlib.import_module(f"{stack.package}.result_store")
+    shipped = module.ResultStoreSettings.config
+    patches.setattr(module.ResultStoreSettings, "config", lambda self: _with_tls(shipped(self), ssl_check_hostname=False))
+
+
+def results_in_pickle(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:
+    """"Our results are Python objects": results pickled and unpickled, as Celery once did by default (the workers
+    alike, WORKER_PATCHES)."""
+    module = importlib.import_module(f"{stack.package}.result_store")
+    serialization = importlib.import_module(f"{stack.package}.serialization")
+    shipped = module.ResultStoreSettings.config
+    patches.setattr(module.ResultStoreSettings, "config", lambda self: dict(
+        shipped(self), result_serializer="pickle", result_accept_content=["json", "pickle"]))
+    patches.setattr(serialization, "remove_unsafe_serializers", lambda: None)
+    register_pickle()
+
+
+def _with_tls(config: dict, **options) -> dict:
+    return dict(config, redis_backend_use_ssl=dict(config["redis_backend_use_ssl"], **options))
+
+
 def rotate_one_password(patches: pytest.MonkeyPatch, stack: settings.StackSettings) -> None:
     """The usual password rotation: one user per identity, whose password changes at once (no second user)."""
     patches.setattr(credentials, "other_user", lambda users, current: current)
@@ -248,14 +317,15 @@ def rotate_one_password(patches: pytest.MonkeyPatch, stack: settings.StackSettin
 
 CLIENT_PATCHES: dict[str, Callable[[pytest.MonkeyPatch, settings.StackSettings], None]] = {
     "renamedrotation": rotate_by_rename, "pickleproducer": producer_with_pickle,
-    "noredaction": producer_without_redaction, "singleslot": rotate_one_password}
+    "noredaction": producer_without_redaction, "singleslot": rotate_one_password,
+    "resultsnohostcheck": results_without_host_check, "resultpickle": results_in_pickle}
 # The usual shortcut: a worker's credential handed over in its environment, not only in its secret file (the
 # private key with certificate login, the password with password login).
 ENVIRONMENT_SECRETS = {"envsecret"}
 
 # Every weakening this module can make; the catalog's test checks it against the catalog's `weakened_by`.
 IMPLEMENTED = {*PROJECT_EDITS, *CONFIG_SWAPS, *WORKER_PATCHES, *DEFINITION_EDITS, *CLIENT_PATCHES, *ENVIRONMENT_SECRETS,
-               *DASHBOARD_PATCHES}
+               *DASHBOARD_PATCHES, *RESULTS_CONFIG_SWAPS, *ACL_EDITS}
 
 
 def selected() -> str | None:
@@ -284,6 +354,14 @@ class Weakening:
             target, mode = ("/usr/local/bin/broker-boot", 0o755) if name == "boot.sh" else (f"/etc/rabbitmq/{name}", 0o644)
             config = self.scratch.write(name, broker_config_swapped(self.stack.project_dir, swaps, name), mode=mode)
             services.setdefault("broker", {"volumes": []})["volumes"].append(f"{config}:{target}:ro")
+        if self.name in RESULTS_CONFIG_SWAPS:
+            config = self.scratch.write("redis.conf", broker_config_swapped(
+                self.stack.project_dir, RESULTS_CONFIG_SWAPS[self.name], "redis.conf", directory="results"), mode=0o644)
+            services[self.stack.results_host] = {"volumes": [f"{config}:/etc/results/redis.conf:ro"]}
+        if self.name in ACL_EDITS:
+            path = self.stack.project_dir / "secrets" / "results-users.acl"
+            acl = self.scratch.write("results-users.acl", ACL_EDITS[self.name](path.read_text(), self.stack))
+            override["secrets"] = {"results_users": {"file": str(acl)}}
         if self.name in DEFINITION_EDITS:
             definitions = json.loads((self.stack.project_dir / "secrets" / "definitions.json").read_text())
             DEFINITION_EDITS[self.name](definitions, self.stack)
@@ -319,6 +397,6 @@ class Weakening:
 
     def cleanup(self) -> None:
         self.patches.undo()
-        if self.name == "pickleproducer" and "pickle" in registry.name_to_type:
+        if self.name in ("pickleproducer", "resultpickle") and "pickle" in registry.name_to_type:
             registry.unregister("pickle")
         self.scratch.remove()

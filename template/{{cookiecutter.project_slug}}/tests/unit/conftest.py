@@ -9,10 +9,13 @@ UNIT_ENVIRONMENT = {
     "TASKS_BROKER_URL": "amqps://unit-producer@{{ cookiecutter.broker_host }}:5671/unit",
     "SECRETS_DIR": str(FILES),
     "APP_DATA_DIR": str(FILES),
+{%- if cookiecutter.result_backend == "redis" %}
+    "TASKS_RESULT_STORE_URL": "rediss://unit-producer@results:6379/0",     # its login: FILES/results_password
+{%- endif %}
 }
 # Settings a shell (or an operator's .env) may hold, which each settings test sets itself where it needs them.
 OPTIONAL = ("TLS_SERVER_NAME", "TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "TASKS_BROKER_PASSWORD_FILE",
-            "TASKS_BROKER_LOGIN", "TASKS_RESULT_BACKEND")
+            "TASKS_BROKER_LOGIN", "TASKS_RESULT_BACKEND", "TASKS_RESULT_STORE_PASSWORD_FILE")
 
 
 @pytest.fixture(autouse=True)

@@ -76,6 +76,12 @@ def test_reply_queue_is_declared_once_per_channel_not_per_task(monkeypatch):
     other.channel = Channel()
     backend.on_task_call(other, "task-id")
     assert len(declared) == 2                        # a new channel (e.g. after reconnecting) declares again
+{%- elif cookiecutter.result_backend == "redis" -%}
+def test_results_go_to_the_result_store_as_json_and_expire():
+    from {{ cookiecutter.package_name }}.result_store import BoundedRedisBackend
+    assert isinstance(app.backend, BoundedRedisBackend) and app.conf.task_ignore_result is False
+    assert app.conf.result_serializer == "json" and app.conf.result_accept_content == ["json"]
+    assert app.conf.result_expires == 3600
 {%- else -%}
 def test_results_are_disabled():
     assert app.conf.result_backend is None and app.conf.task_ignore_result is True

@@ -43,7 +43,9 @@ def test_baked_credentials_match_the_login():
     stack = settings.load(PROJECT)
     users = json.loads((PROJECT / "secrets" / "definitions.json").read_text())["users"]
     # (The dashboards' logins, flower = https, are no broker credentials.)
-    files = {path.stem for path in (PROJECT / "secrets").glob("*.password")} - set(stack.dashboard_certificates)
+    # (Nor the result store's logins, result_backend = redis: tests/unit/test_result_store.py.)
+    files = {path.stem for path in (PROJECT / "secrets").glob("*.password")} - set(stack.dashboard_certificates) - {
+        f"results-{identity}" for identity in stack.result_store_identities}
     if stack.passwords:
         hashed = {user["name"] for user in users if user["password_hash"]}
         assert files == set(stack.identities) and hashed == set(stack.identities)

@@ -58,6 +58,8 @@ def test_an_ordinary_message_passes():
     ({"id": "x\nFORGED LOG LINE"}, {}, None, "id is not a task id"),
     ({"root_id": "r" * 200}, {}, None, "root_id is not a task id"),
     ({"stamped_headers": ["x"], "stamps": {"x": "y"}}, {}, None, "stamping"),
+    ({"group_index": 10**9}, {}, None, "group_index 1000000000 is not within [0, 10000)"),
+    ({"group_index": "0; DROP"}, {}, None, "group_index 0; DROP is not within"),
     ({}, {"reply_to": "dead-letters"}, None, "reply_to 'dead-letters' is not a reply queue"),
     ({}, {}, {"chord": {"task": ADD}}, "chords are not supported"),
     ({}, {}, {"callbacks": [step("celery.backend_cleanup")]}, "callbacks: an embedded signature names task"),
@@ -71,6 +73,23 @@ def test_an_ordinary_message_passes():
 def test_each_forged_header_is_named(changes, properties, embed, rule):
     problem = check(headers(**changes), properties, embed)
     assert problem is not None and rule in problem, problem
+
+
+def test_a_chord_passes_only_where_the_backend_joins_chords_and_its_body_is_checked():
+    body = dict(step(task="{{ cookiecutter.package_name }}.tasks.reports.add_totals"), options={
+        "task_id": str(uuid.uuid4()), "reply_to": REPLY, "group_id": str(uuid.uuid4())})
+    header = headers(group=str(uuid.uuid4()), group_index=3)
+
+    def chord_check(embed):
+        return header_policy.violation(header, {"reply_to": REPLY}, embed, app.tasks, now=NOW, chords=True)
+
+    assert "chords are not supported" in check(header, {}, {"chord": body})       # rpc: no chord is joined
+    assert chord_check({"chord": body}) is None
+    assert "chord: an embedded signature names task 'os.system'" in chord_check({"chord": dict(body, task="os.system")})
+    assert "chord: an embedded signature sets options ['queue']" in chord_check(
+        {"chord": dict(body, options=dict(body["options"], queue="dead-letters"))})
+    assert "group_id is not a task id" in chord_check({"chord": dict(body, options=dict(body["options"],
+                                                                                        group_id="x\nforged"))})
 
 
 def test_an_eta_never_outlasts_the_brokers_consumer_timeout():
@@ -106,3 +125,17 @@ def test_the_projects_own_canvas_passes(signature):
     assert messages
     for message in messages:
         assert header_policy.violation(message.headers, message.properties, message.body[2], app.tasks) is None
+{%- if cookiecutter.result_backend == "redis" %}
+
+
+def test_the_projects_own_chord_passes():
+    from {{ cookiecutter.package_name }}.canvas import chunked_sum_chord
+    with mock.patch.object(app.backend, "apply_chord", lambda *a, **k: None), \
+            mock.patch.object(app.backend, "set_chord_size", lambda *a, **k: None):
+        messages = sent_by_the_project(chunked_sum_chord(list(range(10)), 5))
+    assert len(messages) == 2
+    for message in messages:
+        assert message.body[2]["chord"]["task"].endswith("add_totals")
+        assert header_policy.violation(message.headers, message.properties, message.body[2], app.tasks,
+                                       chords=True) is None
+{%- endif %}
