@@ -114,7 +114,9 @@ def render_dashboard(stack: settings.StackSettings, vhost: str, url: str, secret
         f"    networks: [edge]\n"
         f"    ports:\n      - \"127.0.0.1::{settings.DASHBOARD_PORT}\"\n"
         f"    environment:\n      TASKS_BROKER_URL: {url}\n"
-        f"    command: [\"python3\", \"-m\", \"{stack.package}.dashboard\"]\n"
+        + ("      # It shows task events; results are not its business, and it has no login to the result store.\n"
+           "      TASKS_RESULT_BACKEND: none\n" if stack.result_store else "")
+        + f"    command: [\"python3\", \"-m\", \"{stack.package}.dashboard\"]\n"
         f"    healthcheck:\n      test: [\"CMD\", \"python3\", \"-m\", \"{stack.package}.dashboard\", \"check\"]\n"
         f"      interval: 10s\n      timeout: 5s\n      start_period: 20s\n      retries: 3\n"
         f"    tmpfs:\n      - /tmp:size=16m,uid={uid},gid={gid},mode=0700\n"
